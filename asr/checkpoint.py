@@ -1,0 +1,121 @@
+"""Checkpoints: one file holds weights, every config, the vocabulary and the CMVN stats.
+
+Files are written atomically (temp file in the same folder, fsync, rename), so a crash leaves
+either the old checkpoint or the new one, never half of one. Loading uses
+`torch.load(weights_only=True)`: a checkpoint holds tensors and plain data only and cannot run code.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from asr.errors import ASRError
+from asr.features import Cmvn, FeatureConfig
+from asr.model import AcousticModel, ModelConfig
+from asr.text import Vocab
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ASRError):
+    """A checkpoint that is missing, corrupt, or from an incompatible version."""
+
+
+@dataclass
+class LoadedModel:
+    """Everything needed to turn audio into text: model (eval mode), features, CMVN, vocabulary."""
+
+    model: AcousticModel
+    features: FeatureConfig
+    cmvn: Cmvn
+    vocab: Vocab
+    path: str
+
+
+def checkpoint_payload(
+    model: AcousticModel, features: FeatureConfig, cmvn: Cmvn, vocab: Vocab, **extra: Any
+) -> dict[str, Any]:
+    """The dict saved to disk: the model-defining part plus any training state in `extra`."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "model_config": asdict(model.config),
+        "feature_config": asdict(features),
+        "cmvn": cmvn.to_dict(),
+        "vocab": list(vocab.tokens),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        **extra,
+    }
+
+
+def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
+    """Atomically write payload to path (temp file + fsync + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a checkpoint dict safely (weights_only) and check its version."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for corrupt or hostile files
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint ({first_line})") from None
+    if not isinstance(payload, dict) or "format_version" not in payload:
+        raise CheckpointError(f"{path}: not a checkpoint written by this toolkit")
+    if payload["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {payload['format_version']}, this toolkit reads version {FORMAT_VERSION}"
+        )
+    return payload
+
+
+def _config(cls, data: dict, path: str | os.PathLike):
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise CheckpointError(f"{path}: {cls.__name__} has fields this version does not know: {sorted(unknown)}")
+    return cls(**data)
+
+
+def model_from_payload(payload: dict[str, Any], path: str | os.PathLike = "<checkpoint>") -> LoadedModel:
+    """Rebuild the model (eval mode, CPU) and its feature pipeline from a checkpoint dict."""
+    try:
+        features = _config(FeatureConfig, payload["feature_config"], path)
+        model_config = _config(ModelConfig, payload["model_config"], path)
+        vocab = Vocab(tokens=tuple(payload["vocab"]))
+        cmvn = Cmvn.from_dict(payload["cmvn"])
+        model = AcousticModel(model_config, input_dim=features.n_mels, vocab_size=len(vocab))
+        model.load_state_dict(payload["model"])
+    except KeyError as err:
+        raise CheckpointError(f"{path}: checkpoint lacks {err}") from None
+    except ASRError as err:
+        raise CheckpointError(f"{path}: {err}") from None
+    except (RuntimeError, ValueError, TypeError) as err:
+        first_line = str(err).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: weights do not match the stored configuration ({first_line})") from None
+    model.eval()
+    return LoadedModel(model=model, features=features, cmvn=cmvn, vocab=vocab, path=str(path))
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a checkpoint file and rebuild everything needed to transcribe, on `device`."""
+    loaded = model_from_payload(read_checkpoint(path), path)
+    loaded.model.to(device)
+    return loaded

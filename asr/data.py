@@ -1,0 +1,316 @@
+"""Manifests, the feature dataset, the length-bucketing batch sampler and collation.
+
+A manifest is JSON Lines, one utterance per line:
+    {"id": "an251-fash-b", "audio": "/data/an4/wav/an4_clstk/fash/an251-fash-b.wav",
+     "duration": 1.2, "text": "YES", "speaker": "fash"}
+Relative audio paths are resolved against the manifest's folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from asr.audio import load_audio
+from asr.errors import ASRError
+from asr.features import Cmvn, FeatureConfig, SpecAugmentConfig, log_mel, spec_augment
+from asr.text import Vocab
+
+REQUIRED_FIELDS = {"id": str, "audio": str, "duration": (int, float), "text": str}
+
+
+class ManifestError(ASRError):
+    """A manifest with bad lines; the message has one line per problem: file:line: what."""
+
+
+@dataclass(frozen=True)
+class Utterance:
+    id: str
+    audio: str
+    duration: float  # seconds
+    text: str
+    speaker: str = ""
+
+
+def read_manifest(path: str | os.PathLike, check_audio: bool = True) -> list[Utterance]:
+    """Read and validate a JSONL manifest, reporting every bad line at once.
+
+    Raises:
+        ManifestError: listing each malformed line, missing/mistyped field, duplicate id,
+            non-positive duration and (with check_audio) missing audio file.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ManifestError(f"{path}: cannot read manifest ({err.strerror})") from None
+    base = path.parent
+    problems: list[str] = []
+    utterances: list[Utterance] = []
+    seen: dict[str, int] = {}
+    for number, line_bytes in enumerate(raw.splitlines(), start=1):
+        where = f"{path}:{number}"
+        try:
+            line = line_bytes.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError:
+            problems.append(f"{where}: not valid UTF-8")
+            continue
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            problems.append(f"{where}: malformed JSON ({err.msg})")
+            continue
+        if not isinstance(record, dict):
+            problems.append(f"{where}: expected a JSON object")
+            continue
+        bad = _field_problems(record)
+        if bad:
+            problems.append(f"{where}: {bad}")
+            continue
+        utt_id = record["id"]
+        if utt_id in seen:
+            problems.append(f"{where}: duplicate id {utt_id!r} (first on line {seen[utt_id]})")
+            continue
+        duration = float(record["duration"])
+        if not math.isfinite(duration) or duration <= 0:
+            problems.append(f"{where}: duration must be a positive number of seconds, got {record['duration']!r}")
+            continue
+        audio = record["audio"]
+        if not os.path.isabs(audio):
+            audio = str(base / audio)
+        if check_audio and not os.path.isfile(audio):
+            problems.append(f"{where}: audio file not found: {audio}")
+            continue
+        seen[utt_id] = number
+        utterances.append(
+            Utterance(id=utt_id, audio=audio, duration=duration, text=record["text"], speaker=str(record.get("speaker", "")))
+        )
+    if problems:
+        raise ManifestError("\n".join(problems))
+    if not utterances:
+        raise ManifestError(f"{path}: manifest has no utterances")
+    return utterances
+
+
+def _field_problems(record: dict) -> str:
+    missing = [k for k in REQUIRED_FIELDS if k not in record]
+    if missing:
+        return f"missing field(s) {', '.join(missing)}"
+    for key, kind in REQUIRED_FIELDS.items():
+        if not isinstance(record[key], kind) or isinstance(record[key], bool):
+            return f"field {key!r} has the wrong type ({type(record[key]).__name__})"
+    if not record["id"]:
+        return "empty id"
+    return ""
+
+
+def write_manifest(path: str | os.PathLike, utterances: Sequence[Utterance]) -> None:
+    """Write utterances as JSONL (atomically: a temp file renamed into place)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for utt in utterances:
+            f.write(json.dumps(asdict(utt), ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def compute_features(
+    utterances: Sequence[Utterance], config: FeatureConfig, progress: bool = False
+) -> tuple[list[Utterance], list[torch.Tensor], list[str]]:
+    """Load audio and compute raw (un-normalised) log-mels for every utterance.
+
+    Returns (kept utterances, their feats (T, F), one message per utterance that failed).
+    A bad file never stops the others.
+    """
+    kept, feats, failures = [], [], []
+    for utt in tqdm(utterances, desc="features", disable=not progress, unit="utt", leave=False):
+        try:
+            feats.append(log_mel(load_audio(utt.audio, config.sample_rate), config))
+            kept.append(utt)
+        except ASRError as err:
+            failures.append(f"{utt.id}: {err}")
+    return kept, feats, failures
+
+
+@dataclass
+class Batch:
+    """A padded batch: feats (B, T, F), feat_lens (B,), tokens (B, U), token_lens (B,), ids [B]."""
+
+    feats: torch.Tensor
+    feat_lens: torch.Tensor
+    tokens: torch.Tensor
+    token_lens: torch.Tensor
+    ids: list[str]
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(
+            self.feats.to(device, non_blocking=True),
+            self.feat_lens.to(device),
+            self.tokens.to(device),
+            self.token_lens.to(device),
+            self.ids,
+        )
+
+
+class FeatureDataset(torch.utils.data.Dataset):
+    """Normalised (and, for training, SpecAugmented) features with their token ids.
+
+    Features are held in memory as computed by `compute_features`; SpecAugment masks are drawn
+    from a seed of (seed, epoch, index), so an epoch's batches are reproducible after a resume.
+    """
+
+    def __init__(
+        self,
+        utterances: Sequence[Utterance],
+        feats: Sequence[torch.Tensor],
+        vocab: Vocab,
+        cmvn: Cmvn,
+        specaugment: SpecAugmentConfig | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.utterances = list(utterances)
+        self.feats = [cmvn.apply(f) for f in feats]
+        self.tokens = [torch.tensor(vocab.encode(u.text), dtype=torch.long) for u in self.utterances]
+        self.specaugment = specaugment if specaugment is not None and specaugment.enabled else None
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    @property
+    def num_frames(self) -> list[int]:
+        return [f.shape[0] for f in self.feats]
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def __getitem__(self, index: int) -> tuple[str, torch.Tensor, torch.Tensor]:
+        feats = self.feats[index]
+        if self.specaugment is not None:
+            feats = spec_augment(feats, self.specaugment, seed=self._item_seed(index))
+        return self.utterances[index].id, feats, self.tokens[index]
+
+    def _item_seed(self, index: int) -> int:
+        return ((self.seed * 1_000_003 + self.epoch) * 1_000_003 + index) % 2**31
+
+
+def collate(items: Sequence[tuple[str, torch.Tensor, torch.Tensor]]) -> Batch:
+    """Pad (id, feats (T, F), tokens (U,)) items into a Batch; padding is 0."""
+    ids = [i for i, _, _ in items]
+    feats = torch.nn.utils.rnn.pad_sequence([f for _, f, _ in items], batch_first=True)
+    tokens = torch.nn.utils.rnn.pad_sequence([t for _, _, t in items], batch_first=True)
+    feat_lens = torch.tensor([f.shape[0] for _, f, _ in items], dtype=torch.long)
+    token_lens = torch.tensor([t.shape[0] for _, _, t in items], dtype=torch.long)
+    return Batch(feats, feat_lens, tokens, token_lens, ids)
+
+
+class LengthBucketSampler(torch.utils.data.Sampler[list[int]]):
+    """Batches of similar-length utterances holding at most `max_frames` padded frames.
+
+    Each epoch, lengths are jittered by up to `jitter` (relative) before sorting, so batches
+    differ between epochs while padding stays low; batch order is shuffled. Everything is drawn
+    from a generator seeded with (seed, epoch): the same epoch always gives the same batches.
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        max_frames: int,
+        max_batch_size: int = 256,
+        shuffle: bool = True,
+        seed: int = 0,
+        jitter: float = 0.1,
+    ) -> None:
+        if max_frames < max(lengths, default=0):
+            longest = max(lengths)
+            raise ASRError(f"max_frames={max_frames} is smaller than the longest utterance ({longest} frames)")
+        self.lengths = list(lengths)
+        self.max_frames = max_frames
+        self.max_batch_size = max_batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.jitter = jitter
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def batches(self) -> list[list[int]]:
+        """The batches of the current epoch (indices into lengths)."""
+        lengths = torch.tensor(self.lengths, dtype=torch.float64)
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        if self.shuffle:
+            noise = 1 + self.jitter * (2 * torch.rand(len(lengths), generator=generator, dtype=torch.float64) - 1)
+            order = torch.argsort(lengths * noise).tolist()
+        else:
+            order = torch.argsort(lengths, stable=True).tolist()
+        batches, current, longest = [], [], 0
+        for index in order:
+            new_longest = max(longest, self.lengths[index])
+            if current and (new_longest * (len(current) + 1) > self.max_frames or len(current) >= self.max_batch_size):
+                batches.append(current)
+                current, new_longest = [], self.lengths[index]
+            current.append(index)
+            longest = new_longest
+        if current:
+            batches.append(current)
+        if self.shuffle:
+            permutation = torch.randperm(len(batches), generator=generator).tolist()
+            batches = [batches[i] for i in permutation]
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches())
+
+    def __len__(self) -> int:
+        return len(self.batches())
+
+
+def read_transcripts(path: str | os.PathLike) -> dict[str, str]:
+    """id -> text from a JSONL file ({"id", "text"} per line) or a Kaldi-style text file (`id word word ...`).
+
+    The format is detected from the first non-empty line. Raises ManifestError listing bad lines.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except OSError as err:
+        raise ManifestError(f"{path}: cannot read ({err.strerror})") from None
+    except UnicodeDecodeError:
+        raise ManifestError(f"{path}: not valid UTF-8 text") from None
+    first = next((line.strip() for line in lines if line.strip()), "")
+    is_jsonl = first.startswith("{")
+    transcripts: dict[str, str] = {}
+    problems: list[str] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        if is_jsonl:
+            try:
+                record = json.loads(line)
+                utt_id, text = record["id"], record["text"]
+                if not isinstance(utt_id, str) or not isinstance(text, str):
+                    raise TypeError
+            except (json.JSONDecodeError, KeyError, TypeError):
+                problems.append(f"{path}:{number}: expected a JSON object with string fields 'id' and 'text'")
+                continue
+        else:
+            parts = line.split(maxsplit=1)
+            utt_id, text = parts[0], parts[1] if len(parts) > 1 else ""
+        if utt_id in transcripts:
+            problems.append(f"{path}:{number}: duplicate id {utt_id!r}")
+            continue
+        transcripts[utt_id] = " ".join(text.split())
+    if problems:
+        raise ManifestError("\n".join(problems))
+    return transcripts

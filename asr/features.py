@@ -1,0 +1,181 @@
+"""Log-mel features, global mean/variance normalisation (CMVN) and SpecAugment.
+
+Shapes: a single utterance is feats (T, F); a batch is feats (B, T, F) with feat_lens (B,).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torchaudio
+
+from asr.errors import ASRError
+
+LOG_FLOOR = 1e-10  # added to mel power before the log: -230 dB, far below any real signal
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """How audio becomes log-mel frames. Defaults: 80 bins, 25 ms window, 10 ms hop at 16 kHz."""
+
+    sample_rate: int = 16_000
+    n_mels: int = 80
+    win_ms: float = 25.0
+    hop_ms: float = 10.0
+    n_fft: int = 512  # >= the 400-sample window; a power of two for a fast FFT
+    f_min: float = 0.0
+    f_max: float | None = None  # None: sample_rate / 2
+
+    @property
+    def win_length(self) -> int:
+        return round(self.sample_rate * self.win_ms / 1000)
+
+    @property
+    def hop_length(self) -> int:
+        return round(self.sample_rate * self.hop_ms / 1000)
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames log_mel produces for num_samples (centred frames: one per hop, plus one)."""
+        return num_samples // self.hop_length + 1
+
+
+@dataclass(frozen=True)
+class SpecAugmentConfig:
+    """Frequency and time masking applied to normalised training features only."""
+
+    freq_masks: int = 2
+    freq_mask_width: int = 27  # max bins per mask
+    time_masks: int = 2
+    time_mask_width: int = 40  # max frames per mask (400 ms)
+    time_mask_max_ratio: float = 0.2  # a mask never covers more than this share of an utterance
+
+    @property
+    def enabled(self) -> bool:
+        return self.freq_masks > 0 or self.time_masks > 0
+
+
+@lru_cache(maxsize=8)
+def _mel_transform(config: FeatureConfig) -> torchaudio.transforms.MelSpectrogram:
+    return torchaudio.transforms.MelSpectrogram(
+        sample_rate=config.sample_rate,
+        n_fft=config.n_fft,
+        win_length=config.win_length,
+        hop_length=config.hop_length,
+        f_min=config.f_min,
+        f_max=config.f_max,
+        n_mels=config.n_mels,
+        power=2.0,
+        center=True,
+    )
+
+
+def log_mel(samples: np.ndarray | torch.Tensor, config: FeatureConfig) -> torch.Tensor:
+    """Log-mel of one waveform.
+
+    Args:
+        samples (N,) float waveform at config.sample_rate.
+    Returns:
+        feats (T, n_mels) float32 with T = config.num_frames(N).
+    """
+    wave = torch.as_tensor(samples, dtype=torch.float32)
+    with torch.no_grad():
+        mel = _mel_transform(config)(wave)  # (n_mels, T)
+    return (mel + LOG_FLOOR).log().transpose(0, 1).contiguous()
+
+
+def batch_log_mel(
+    waves: torch.Tensor, wave_lens: torch.Tensor, config: FeatureConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-mel of a padded batch, on the batch's device.
+
+    Args:
+        waves (B, N) zero-padded waveforms; wave_lens (B,) samples per waveform.
+    Returns:
+        feats (B, T, n_mels), feat_lens (B,). Frames past feat_lens are padding.
+    """
+    transform = _mel_transform(config).to(waves.device)
+    with torch.no_grad():
+        mel = transform(waves.float())  # (B, n_mels, T)
+    feats = (mel + LOG_FLOOR).log().transpose(1, 2).contiguous()
+    feat_lens = torch.div(wave_lens, config.hop_length, rounding_mode="floor") + 1
+    return feats, feat_lens
+
+
+@dataclass(frozen=True)
+class Cmvn:
+    """Global per-bin mean and standard deviation of training features: mean (F,), std (F,)."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def apply(self, feats: torch.Tensor) -> torch.Tensor:
+        """feats (..., F) -> normalised feats (..., F)."""
+        mean = torch.tensor(self.mean, dtype=feats.dtype, device=feats.device)
+        std = torch.tensor(self.std, dtype=feats.dtype, device=feats.device)
+        return (feats - mean) / std
+
+    def to_dict(self) -> dict:
+        return {"mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Cmvn:
+        return cls(mean=tuple(float(x) for x in data["mean"]), std=tuple(float(x) for x in data["std"]))
+
+    def save(self, path: str | os.PathLike) -> None:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Cmvn:
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+            return cls.from_dict(data)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ASRError(f"{path}: not a CMVN stats file ({err})") from None
+
+
+def compute_cmvn(features: Iterable[torch.Tensor], min_std: float = 1e-5) -> Cmvn:
+    """Mean and std over all frames of all utterances; each item is feats (T, F).
+
+    Accumulates in float64 so that millions of frames do not lose precision.
+    """
+    total = sum_sq = None
+    count = 0
+    for feats in features:
+        f = feats.double()
+        s, ss = f.sum(0), (f * f).sum(0)
+        total = s if total is None else total + s
+        sum_sq = ss if sum_sq is None else sum_sq + ss
+        count += f.shape[0]
+    if count == 0:
+        raise ASRError("cannot compute CMVN stats from zero frames")
+    mean = total / count
+    var = (sum_sq / count - mean * mean).clamp_min(0.0)
+    std = var.sqrt().clamp_min(min_std)
+    return Cmvn(mean=tuple(mean.tolist()), std=tuple(std.tolist()))
+
+
+def spec_augment(feats: torch.Tensor, config: SpecAugmentConfig, seed: int) -> torch.Tensor:
+    """Frequency and time masking (torchaudio) of one normalised utterance, reproducible by seed.
+
+    Masked cells are set to 0, the normalised mean. Args: feats (T, F). Returns: feats (T, F).
+    """
+    spec = feats.transpose(0, 1).unsqueeze(0).clone()  # (1, F, T), torchaudio's layout
+    num_frames = spec.shape[-1]
+    time_width = min(config.time_mask_width, math.floor(num_frames * config.time_mask_max_ratio))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for _ in range(config.freq_masks):
+            spec = torchaudio.functional.mask_along_axis(spec, config.freq_mask_width, 0.0, axis=1)
+        if time_width > 0:
+            for _ in range(config.time_masks):
+                spec = torchaudio.functional.mask_along_axis(spec, time_width, 0.0, axis=2)
+    return spec.squeeze(0).transpose(0, 1).contiguous()

@@ -1,0 +1,98 @@
+"""AN4 (SphinxTrain layout, WAV or NIST SPHERE audio) -> train/dev/test JSONL manifests.
+
+    python recipes/an4/local/prepare.py --data-dir ../shared/data/an4 --out-dir exp/an4/data
+
+Expects <data-dir>/etc/an4_{train,test}.{fileids,transcription} and audio at
+<data-dir>/wav/<fileid>.wav (the cmusphinx repository) or .sph (CMU's an4_sphere.tar.gz).
+dev = a few whole training speakers held out (speaker-disjoint from train, like test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from asr.audio import audio_info
+from asr.data import Utterance, write_manifest
+from asr.errors import ASRError
+from asr.text import normalise_text
+
+AUDIO_SUFFIXES = (".wav", ".sph")
+_UTTERANCE_ID = re.compile(r"\(([^()]+)\)\s*$")
+_SENTENCE_MARKS = re.compile(r"</?s>")
+
+
+def parse_transcription(line: str, where: str) -> tuple[str, str]:
+    """'<s> YES </s> (an251-fash-b)' -> ('an251-fash-b', 'YES')."""
+    match = _UTTERANCE_ID.search(line)
+    if not match:
+        raise ASRError(f"{where}: no '(utterance-id)' at the end of the line")
+    text = _SENTENCE_MARKS.sub(" ", line[: match.start()])
+    return match.group(1), normalise_text(text)
+
+
+def find_audio(wav_dir: Path, fileid: str) -> Path:
+    for suffix in AUDIO_SUFFIXES:
+        candidate = wav_dir / (fileid + suffix)
+        if candidate.is_file():
+            return candidate
+    raise ASRError(f"{wav_dir / fileid}.{{wav,sph}}: audio file not found")
+
+
+def read_split(data_dir: Path, split: str) -> list[Utterance]:
+    etc = data_dir / "etc"
+    fileids_path, trans_path = etc / f"an4_{split}.fileids", etc / f"an4_{split}.transcription"
+    for path in (fileids_path, trans_path):
+        if not path.is_file():
+            raise ASRError(f"{path}: missing; is {data_dir} an AN4 folder (etc/ and wav/)?")
+    fileids = [line.strip() for line in fileids_path.read_text().splitlines() if line.strip()]
+    texts = {}
+    for number, line in enumerate(trans_path.read_text().splitlines(), start=1):
+        if line.strip():
+            utt_id, text = parse_transcription(line, f"{trans_path}:{number}")
+            texts[utt_id] = text
+    utterances = []
+    for fileid in fileids:
+        utt_id = Path(fileid).name
+        if utt_id not in texts:
+            raise ASRError(f"{trans_path}: no transcription for {utt_id}")
+        audio = find_audio(data_dir / "wav", fileid)
+        frames, rate = audio_info(audio)
+        speaker = Path(fileid).parent.name
+        utterances.append(Utterance(utt_id, str(audio.resolve()), round(frames / rate, 3), texts[utt_id], speaker))
+    return utterances
+
+
+def split_dev(train: list[Utterance], num_speakers: int) -> tuple[list[Utterance], list[Utterance]]:
+    """Hold out num_speakers training speakers, evenly spaced in sorted order (deterministic)."""
+    speakers = sorted({u.speaker for u in train})
+    step = len(speakers) / num_speakers
+    held_out = {speakers[int(step * i + step / 2)] for i in range(num_speakers)}
+    return [u for u in train if u.speaker not in held_out], [u for u in train if u.speaker in held_out]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", required=True, type=Path)
+    parser.add_argument("--out-dir", required=True, type=Path)
+    parser.add_argument("--dev-speakers", type=int, default=6)
+    args = parser.parse_args()
+    try:
+        train_all, test = read_split(args.data_dir, "train"), read_split(args.data_dir, "test")
+    except ASRError as err:
+        print(f"prepare.py: error: {err}", file=sys.stderr)
+        return 1
+    train, dev = split_dev(train_all, args.dev_speakers)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    for name, utterances in (("train", train), ("dev", dev), ("test", test)):
+        write_manifest(args.out_dir / f"{name}.jsonl", utterances)
+        hours = sum(u.duration for u in utterances) / 3600
+        speakers = len({u.speaker for u in utterances})
+        print(f"{name}: {len(utterances)} utterances, {speakers} speakers, {hours:.2f} h")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

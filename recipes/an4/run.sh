@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# AN4 end to end: data -> manifests -> vocab + CMVN -> train -> decode + score -> RESULTS.md
+#
+#   bash recipes/an4/run.sh [--stage N] [--stop-stage M] [--data-dir DIR] [--config conf/an4_blstm.yaml]
+#                           [--overrides "train.epochs=10 train.device=cpu"]
+#
+# Stages: 0 obtain data, 1 manifests, 2 vocab + CMVN stats, 3 train, 4 decode + score.
+# Each stage skips work that is already done, so a killed recipe resumes where it stopped.
+# Runs from any folder; all outputs go under exp/an4/ in the repository root.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$root"
+
+stage=0
+stop_stage=4
+data_dir=""
+config=conf/an4_blstm.yaml
+overrides=""
+python=${PYTHON:-python}
+an4_url=http://www.speech.cs.cmu.edu/databases/an4/an4_sphere.tar.gz
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --stage) stage=$2; shift 2 ;;
+    --stop-stage) stop_stage=$2; shift 2 ;;
+    --data-dir) data_dir=$2; shift 2 ;;
+    --config) config=$2; shift 2 ;;
+    --overrides) overrides=$2; shift 2 ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+exp=exp/an4
+data=$exp/data
+run_name=$(basename "$config" .yaml); run_name=${run_name#an4_}
+run_dir=$exp/$run_name
+mkdir -p "$data" "$run_dir"
+
+is_an4() { [ -f "$1/etc/an4_train.fileids" ] && [ -f "$1/etc/an4_test.transcription" ]; }
+
+# Stage 0 decides where the corpus is; later stages read that choice from $data/corpus_dir.
+if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
+  echo "Stage 0: obtain AN4"
+  if [ -n "$data_dir" ]; then
+    is_an4 "$data_dir" || { echo "run.sh: $data_dir is not an AN4 folder (needs etc/an4_*.fileids and wav/)" >&2; exit 1; }
+  elif is_an4 ../shared/data/an4; then
+    data_dir=../shared/data/an4
+  elif is_an4 "$exp/download/an4"; then
+    data_dir=$exp/download/an4
+  else
+    echo "  downloading $an4_url"
+    mkdir -p "$exp/download"
+    curl -fL --retry 3 -o "$exp/download/an4_sphere.tar.gz.part" "$an4_url" \
+      || { echo "run.sh: download failed; pass --data-dir with a local copy of AN4" >&2; exit 1; }
+    mv "$exp/download/an4_sphere.tar.gz.part" "$exp/download/an4_sphere.tar.gz"
+    tar -xzf "$exp/download/an4_sphere.tar.gz" -C "$exp/download"
+    data_dir=$exp/download/an4
+  fi
+  (cd "$data_dir" && pwd) > "$data/corpus_dir"
+  echo "  corpus: $(cat "$data/corpus_dir")"
+fi
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  echo "Stage 1: manifests"
+  if [ -f "$data/.manifests.done" ]; then
+    echo "  already done ($data/*.jsonl)"
+  else
+    [ -f "$data/corpus_dir" ] || { echo "run.sh: run stage 0 first" >&2; exit 1; }
+    $python recipes/an4/local/prepare.py --data-dir "$(cat "$data/corpus_dir")" --out-dir "$data"
+    touch "$data/.manifests.done"
+  fi
+fi
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  echo "Stage 2: vocabulary and CMVN stats"
+  if [ -f "$data/.stats.done" ]; then
+    echo "  already done ($data/vocab.json, $data/cmvn.json)"
+  else
+    $python -m asr vocab --manifest "$data/train.jsonl" --out "$data/vocab.json"
+    $python -m asr cmvn --manifest "$data/train.jsonl" --config "$config" --out "$data/cmvn.json"
+    touch "$data/.stats.done"
+  fi
+fi
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  echo "Stage 3: train ($config -> $run_dir)"
+  if [ -f "$run_dir/.train.done" ]; then
+    echo "  already done ($run_dir/best.pt)"
+  else
+    start=$(date +%s)
+    # shellcheck disable=SC2086  # overrides are separate KEY=VALUE words
+    $python -m asr train --config "$config" --resume --no-progress train.out_dir="$run_dir" $overrides \
+      2>&1 | tee -a "$run_dir/train.log"
+    echo $(( $(date +%s) - start + $(cat "$run_dir/train_seconds" 2>/dev/null || echo 0) )) > "$run_dir/train_seconds"
+    touch "$run_dir/.train.done"
+  fi
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  echo "Stage 4: decode and score"
+  for split in dev test; do
+    $python -m asr decode --model "$run_dir/best.pt" --manifest "$data/$split.jsonl" \
+      --out "$run_dir/hyp_$split.jsonl" --stats "$run_dir/decode_$split.json"
+    $python -m asr score --ref "$data/$split.jsonl" --hyp "$run_dir/hyp_$split.jsonl" \
+      --json "$run_dir/score_$split.json" | tee "$run_dir/score_$split.txt"
+  done
+  $python recipes/an4/local/write_results.py --run-dir "$run_dir" --config "$config" \
+    --command "bash recipes/an4/run.sh --config $config${overrides:+ --overrides \"$overrides\"}"
+  cat "$run_dir/RESULTS.md"
+fi

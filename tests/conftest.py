@@ -1,0 +1,91 @@
+"""Shared fixtures: the AN4 corpus (skipped when absent) and generated audio."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from asr.data import Utterance, compute_features, write_manifest
+from asr.features import SpecAugmentConfig, compute_cmvn
+from asr.model import ModelConfig
+from asr.text import Vocab
+from asr.train import DataConfig, RunConfig, TrainConfig, train
+
+REPO = Path(__file__).resolve().parents[1]
+AN4 = Path(os.environ.get("AN4_DIR", REPO.parent / "shared" / "data" / "an4"))
+
+
+@pytest.fixture(scope="session")
+def an4_dir() -> Path:
+    """The AN4 corpus in SphinxTrain layout; tests using it skip when it is not there."""
+    if not (AN4 / "etc" / "an4_train.fileids").is_file():
+        pytest.skip(f"AN4 corpus not found at {AN4} (set AN4_DIR)")
+    return AN4
+
+
+def write_tone(path: Path, seconds: float = 1.0, rate: int = 16_000, freq: float = 440.0, channels: int = 1,
+               subtype: str = "PCM_16", format: str | None = None) -> np.ndarray:
+    """Write a sine tone (plus a little noise) and return the mono float samples written."""
+    t = np.arange(int(seconds * rate)) / rate
+    rng = np.random.default_rng(0)
+    mono = (0.3 * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(t.shape)).astype(np.float32)
+    data = np.stack([mono] * channels, axis=1) if channels > 1 else mono
+    sf.write(path, data, rate, subtype=subtype, format=format)
+    return mono
+
+
+# Six short AN4 training utterances: single words, spelled letters and digit strings.
+OVERFIT_SET = {
+    "an251-fash-b": ("fash", "YES"),
+    "an253-fash-b": ("fash", "GO"),
+    "cen2-fash-b": ("fash", "A M Y"),
+    "an87-fbbh-b": ("fbbh", "ENTER SIX TWO FOUR"),
+    "an90-fbbh-b": ("fbbh", "NO"),
+    "cen3-fclc-b": ("fclc", "FIVE FIVE THREE FIVE"),
+}
+
+
+def make_experiment(tmp_path: Path, an4_dir: Path, ids=OVERFIT_SET) -> DataConfig:
+    """Manifest, vocab and CMVN for a few AN4 utterances; train = dev."""
+    utterances = [
+        Utterance(utt_id, str(an4_dir / "wav" / "an4_clstk" / speaker / f"{utt_id}.wav"), 1.0, text, speaker)
+        for utt_id, (speaker, text) in ids.items()
+    ]
+    manifest = tmp_path / "train.jsonl"
+    write_manifest(manifest, utterances)
+    vocab_path, cmvn_path = tmp_path / "vocab.json", tmp_path / "cmvn.json"
+    Vocab.from_texts(u.text for u in utterances).save(vocab_path)
+    _, feats, failures = compute_features(utterances, RunConfig().features)
+    assert not failures
+    compute_cmvn(feats).save(cmvn_path)
+    return DataConfig(str(manifest), str(manifest), str(vocab_path), str(cmvn_path))
+
+
+def tiny_config(data: DataConfig, out_dir: Path, **train_overrides) -> RunConfig:
+    train_settings = dict(
+        out_dir=str(out_dir), epochs=100, max_frames=100_000, lr=5e-3, warmup_steps=10, seed=3,
+        device="cpu", checkpoint_every=0, weight_decay=0.0,
+    )
+    train_settings.update(train_overrides)
+    return RunConfig(
+        data=data,
+        specaugment=SpecAugmentConfig(freq_masks=0, time_masks=0),
+        model=ModelConfig(cell="lstm", num_layers=2, hidden_size=96, dropout=0.0, frame_stack=2),
+        train=TrainConfig(**train_settings),
+    )
+
+
+def read_metric(out_dir: Path, name: str) -> list[float]:
+    with open(out_dir / "metrics.csv", newline="") as f:
+        return [float(row["value"]) for row in csv.DictReader(f) if row["name"] == name]
+
+
+@pytest.fixture(scope="session")
+def overfit_model(tmp_path_factory, an4_dir) -> Path:
+    """best.pt of a small BiLSTM trained until it reproduces OVERFIT_SET (about a minute on 2 cores)."""
+    tmp = tmp_path_factory.mktemp("overfit")
+    return train(tiny_config(make_experiment(tmp, an4_dir), tmp / "run"), progress=False)

@@ -1,0 +1,215 @@
+"""asr.checkpoint: atomic save, safe (weights-only) load, version and consistency checks."""
+
+import os
+import shlex
+
+import pytest
+import torch
+
+from asr.checkpoint import (
+    FORMAT_VERSION,
+    CheckpointError,
+    checkpoint_payload,
+    load_model,
+    model_from_payload,
+    read_checkpoint,
+    save_checkpoint,
+)
+from asr.errors import ASRError
+from asr.features import Cmvn, FeatureConfig
+from asr.model import AcousticModel, ModelConfig
+from asr.text import Vocab
+
+N_MELS = 12
+
+
+def tiny_setup(seed: int = 0):
+    torch.manual_seed(seed)
+    features = FeatureConfig(n_mels=N_MELS, f_max=7600.0)
+    vocab = Vocab.from_texts(["HELLO WORLD"])
+    cmvn = Cmvn(mean=tuple(0.1 * i for i in range(N_MELS)), std=tuple(1.0 + i for i in range(N_MELS)))
+    config = ModelConfig(cell="gru", bidirectional=True, num_layers=2, hidden_size=8, dropout=0.1, frame_stack=2)
+    model = AcousticModel(config, input_dim=N_MELS, vocab_size=len(vocab))
+    return model, features, cmvn, vocab
+
+
+def saved_checkpoint(tmp_path, name="model.pt", **extra):
+    model, features, cmvn, vocab = tiny_setup()
+    path = tmp_path / name
+    save_checkpoint(path, checkpoint_payload(model, features, cmvn, vocab, **extra))
+    return path, (model, features, cmvn, vocab)
+
+
+def test_round_trip_same_outputs_and_pipeline(tmp_path):
+    path, (model, features, cmvn, vocab) = saved_checkpoint(tmp_path)
+    loaded = load_model(path)
+    assert not loaded.model.training  # eval mode
+    assert loaded.features == features
+    assert loaded.cmvn == cmvn
+    assert loaded.vocab == vocab
+    assert loaded.path == str(path)
+    assert loaded.model.config == model.config
+    feats = torch.randn(2, 9, N_MELS, generator=torch.Generator().manual_seed(1))  # (B, T, F)
+    lens = torch.tensor([9, 5])
+    model.eval()
+    with torch.no_grad():
+        expected, expected_lens = model(feats, lens)
+        got, got_lens = loaded.model(feats, lens)
+    assert torch.equal(got, expected)
+    assert torch.equal(got_lens, expected_lens)
+
+
+def test_save_leaves_no_temp_files_and_creates_folders(tmp_path):
+    path, _ = saved_checkpoint(tmp_path / "a" / "b")
+    assert sorted(os.listdir(tmp_path / "a" / "b")) == ["model.pt"]
+    assert path.is_file()
+
+
+def test_save_overwrites_existing_checkpoint(tmp_path):
+    path, _ = saved_checkpoint(tmp_path, step=1)
+    model, features, cmvn, vocab = tiny_setup(seed=5)
+    save_checkpoint(path, checkpoint_payload(model, features, cmvn, vocab, step=2))
+    assert read_checkpoint(path)["step"] == 2
+    assert os.listdir(tmp_path) == ["model.pt"]
+
+
+def test_read_checkpoint_keeps_extra_state(tmp_path):
+    path, _ = saved_checkpoint(tmp_path, train_state={"epoch": 3, "best_wer": 0.25}, note="hi")
+    payload = read_checkpoint(path)
+    assert payload["format_version"] == FORMAT_VERSION
+    assert payload["train_state"] == {"epoch": 3, "best_wer": 0.25}
+    assert payload["note"] == "hi"
+
+
+# --- bad files ---------------------------------------------------------------------------------
+
+
+def assert_checkpoint_error(path, fn=read_checkpoint) -> CheckpointError:
+    with pytest.raises(CheckpointError) as info:
+        fn(path)
+    assert str(path) in str(info.value)
+    return info.value
+
+
+def test_checkpoint_error_is_asr_error():
+    assert issubclass(CheckpointError, ASRError)
+
+
+def test_missing_file(tmp_path):
+    assert_checkpoint_error(tmp_path / "nothing.pt")
+    assert_checkpoint_error(tmp_path / "nothing.pt", fn=load_model)
+
+
+def test_directory_is_not_a_checkpoint(tmp_path):
+    assert_checkpoint_error(tmp_path)
+
+
+@pytest.mark.parametrize("content", [b"", b"definitely not a checkpoint\n" * 20, bytes(range(256)) * 4])
+def test_garbage_file(tmp_path, content):
+    path = tmp_path / "garbage.pt"
+    path.write_bytes(content)
+    assert_checkpoint_error(path)
+
+
+def test_truncated_checkpoint(tmp_path):
+    path, _ = saved_checkpoint(tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    assert_checkpoint_error(path)
+
+
+def test_version_mismatch(tmp_path):
+    model, features, cmvn, vocab = tiny_setup()
+    payload = checkpoint_payload(model, features, cmvn, vocab)
+    payload["format_version"] = FORMAT_VERSION + 1
+    path = tmp_path / "future.pt"
+    torch.save(payload, path)
+    err = assert_checkpoint_error(path)
+    assert str(FORMAT_VERSION + 1) in str(err)
+
+
+@pytest.mark.parametrize("obj", [{"model": {}}, [1, 2, 3], torch.zeros(3)])
+def test_not_a_toolkit_checkpoint(tmp_path, obj):
+    path = tmp_path / "other.pt"
+    torch.save(obj, path)
+    assert_checkpoint_error(path)
+
+
+class _RunsCode:
+    """Unpickling this runs a shell command."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+@pytest.mark.parametrize("zipfile", [True, False], ids=["zip", "legacy"])
+def test_code_executing_pickle_is_refused(tmp_path, zipfile):
+    # both formats run the command under torch.load(weights_only=False)
+    marker = tmp_path / "MARKER"
+    payload = {"format_version": FORMAT_VERSION, "model": _RunsCode(f"touch {shlex.quote(str(marker))}")}
+    path = tmp_path / "evil.pt"
+    torch.save(payload, path, _use_new_zipfile_serialization=zipfile)
+    assert not marker.exists()
+    assert_checkpoint_error(path)
+    assert_checkpoint_error(path, fn=load_model)
+    assert not marker.exists()
+
+
+# --- payloads that do not fit their configuration ----------------------------------------------
+
+
+def test_weights_not_matching_config(tmp_path):
+    model, features, cmvn, vocab = tiny_setup()
+    payload = checkpoint_payload(model, features, cmvn, vocab)
+    payload["model_config"]["hidden_size"] = 16  # the weights are for 8
+    path = tmp_path / "mismatch.pt"
+    save_checkpoint(path, payload)
+    err = assert_checkpoint_error(path, fn=load_model)
+    assert "weights" in str(err)
+
+
+def test_weights_not_matching_feature_dim(tmp_path):
+    model, features, cmvn, vocab = tiny_setup()
+    payload = checkpoint_payload(model, features, cmvn, vocab)
+    payload["feature_config"]["n_mels"] = N_MELS + 1  # input layer weights are for N_MELS
+    path = tmp_path / "mismatch.pt"
+    save_checkpoint(path, payload)
+    assert_checkpoint_error(path, fn=load_model)
+
+
+def test_weights_not_matching_vocab_size(tmp_path):
+    model, features, cmvn, vocab = tiny_setup()
+    payload = checkpoint_payload(model, features, cmvn, vocab)
+    payload["vocab"].append("Z")  # output layer is one row short
+    with pytest.raises(CheckpointError):
+        model_from_payload(payload, tmp_path / "x.pt")
+
+
+def test_missing_section(tmp_path):
+    model, features, cmvn, vocab = tiny_setup()
+    payload = checkpoint_payload(model, features, cmvn, vocab)
+    del payload["cmvn"]
+    path = tmp_path / "incomplete.pt"
+    save_checkpoint(path, payload)
+    err = assert_checkpoint_error(path, fn=load_model)
+    assert "cmvn" in str(err)
+
+
+def test_unknown_config_field(tmp_path):
+    model, features, cmvn, vocab = tiny_setup()
+    payload = checkpoint_payload(model, features, cmvn, vocab)
+    payload["model_config"]["attention_heads"] = 4
+    with pytest.raises(CheckpointError, match="attention_heads"):
+        model_from_payload(payload, tmp_path / "x.pt")
+
+
+def test_invalid_stored_vocab_is_checkpoint_error_naming_file(tmp_path):
+    model, features, cmvn, vocab = tiny_setup()
+    payload = checkpoint_payload(model, features, cmvn, vocab)
+    payload["vocab"] = payload["vocab"][1:] + ["<blank>"]  # blank no longer at id 0, same size
+    path = tmp_path / "badvocab.pt"
+    save_checkpoint(path, payload)
+    assert_checkpoint_error(path, fn=load_model)

@@ -1,0 +1,122 @@
+"""The `asr` console script, run as a user would run it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from asr.checkpoint import checkpoint_payload, save_checkpoint
+from asr.features import Cmvn, FeatureConfig
+from asr.model import AcousticModel, ModelConfig
+from asr.text import Vocab
+
+from .conftest import OVERFIT_SET, write_tone
+
+ASR = str(Path(sys.executable).with_name("asr"))
+
+
+def run_asr(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([ASR, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def untrained_model(tmp_path_factory) -> Path:
+    """A random-weight checkpoint: enough to exercise the command line, not to recognise speech."""
+    torch.manual_seed(0)
+    features = FeatureConfig()
+    vocab = Vocab.from_texts(["ABC"])
+    model = AcousticModel(ModelConfig(num_layers=1, hidden_size=16), features.n_mels, len(vocab))
+    cmvn = Cmvn(mean=(0.0,) * features.n_mels, std=(1.0,) * features.n_mels)
+    path = tmp_path_factory.mktemp("model") / "model.pt"
+    save_checkpoint(path, checkpoint_payload(model, features, cmvn, vocab))
+    return path
+
+
+def test_console_script_is_installed_and_shows_help():
+    result = run_asr("--help")
+    assert result.returncode == 0
+    for command in ("train", "transcribe", "decode", "score"):
+        assert command in result.stdout
+
+
+def test_transcribe_prints_one_line_per_file_of_a_directory(untrained_model, tmp_path):
+    (tmp_path / "sub").mkdir()
+    for name in ("a.wav", "sub/b.flac"):
+        write_tone(tmp_path / name)
+    (tmp_path / "notes.txt").write_text("not audio")
+    result = run_asr("transcribe", "--model", str(untrained_model), str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split("\t")[0] for line in lines] == [str(tmp_path / "a.wav"), str(tmp_path / "sub" / "b.flac")]
+
+
+def test_transcribe_missing_file_is_reported_and_the_others_still_print(untrained_model, tmp_path):
+    good, broken = tmp_path / "good.wav", tmp_path / "broken.wav"
+    write_tone(good)
+    broken.write_text("this is text, not a RIFF file")
+    missing = tmp_path / "missing.wav"
+    result = run_asr("transcribe", "--model", str(untrained_model), "--format", "jsonl",
+                     str(missing), str(good), str(broken))
+    assert result.returncode != 0
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["audio"] for r in records] == [str(good)]
+    assert set(records[0]) >= {"audio", "text", "duration"} and records[0]["duration"] == pytest.approx(1.0)
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert any(str(missing) in line and "no such file" in line for line in errors)
+    assert any(str(broken) in line and "not readable as audio" in line for line in errors)
+    assert "Traceback" not in result.stderr
+
+
+def test_transcribe_with_a_missing_model_is_one_line_error(tmp_path):
+    write_tone(tmp_path / "a.wav")
+    result = run_asr("transcribe", "--model", str(tmp_path / "nope.pt"), str(tmp_path / "a.wav"))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"asr: error: {tmp_path / 'nope.pt'}: no such checkpoint file"]
+
+
+def test_score_matches_ids_across_jsonl_and_kaldi_formats(tmp_path):
+    ref = tmp_path / "ref.jsonl"
+    ref.write_text("\n".join(json.dumps(r) for r in [
+        {"id": "u1", "text": "A B C D"},
+        {"id": "u2", "text": "YES"},
+        {"id": "u3", "text": "GO HOME"},
+    ]) + "\n")
+    hyp = tmp_path / "hyp.txt"  # Kaldi style, different order, u3 missing
+    hyp.write_text("u2 YES\nu1 A X C D E\n")
+    result = run_asr("score", "--ref", str(ref), "--hyp", str(hyp), "--json", str(tmp_path / "s.json"))
+    assert result.returncode == 0, result.stderr
+    # words: u1 1 sub + 1 ins, u2 ok, u3 2 deletions -> 4 errors / 7 words
+    assert "WER 57.14%" in result.stdout and "S=1 D=2 I=1" in result.stdout
+    assert "u3" in result.stderr
+    scores = json.loads((tmp_path / "s.json").read_text())
+    assert scores["missing"] == ["u3"] and scores["utterances"] == 3
+    assert scores["words"] == {"substitutions": 1, "deletions": 2, "insertions": 1, "reference_length": 7}
+
+
+def test_train_with_unknown_config_key_is_one_line_error(tmp_path):
+    result = run_asr("train", "--config", "conf/an4_blstm.yaml", "model.hiden_size=3",
+                     cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 1
+    assert result.stderr.strip() == "asr: error: conf/an4_blstm.yaml: unknown key(s) model.hiden_size"
+
+
+@pytest.mark.an4
+def test_transcribe_and_decode_with_a_trained_model(overfit_model, an4_dir, tmp_path):
+    wav = lambda utt_id: str(an4_dir / "wav" / "an4_clstk" / OVERFIT_SET[utt_id][0] / f"{utt_id}.wav")  # noqa: E731
+    result = run_asr("transcribe", "--model", str(overfit_model), wav("cen2-fash-b"), wav("an87-fbbh-b"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"{wav('cen2-fash-b')}\tA M Y", f"{wav('an87-fbbh-b')}\tENTER SIX TWO FOUR"]
+
+    manifest = overfit_model.parents[1] / "train.jsonl"
+    hyp, stats = tmp_path / "hyp.jsonl", tmp_path / "stats.json"
+    result = run_asr("decode", "--model", str(overfit_model), "--manifest", str(manifest),
+                     "--out", str(hyp), "--stats", str(stats))
+    assert result.returncode == 0, result.stderr
+    result = run_asr("score", "--ref", str(manifest), "--hyp", str(hyp))
+    assert "WER 0.00%" in result.stdout
+    assert json.loads(stats.read_text())["utterances"] == len(OVERFIT_SET)

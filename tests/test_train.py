@@ -1,0 +1,111 @@
+"""Training: schedule, CTC feasibility, learning on real AN4 audio, and exact kill/resume."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+import asr.train as train_module
+from asr.checkpoint import load_model, read_checkpoint
+from asr.features import SpecAugmentConfig
+from asr.train import RunConfig, TrainConfig, ctc_min_frames, lr_factor, train
+from asr.transcribe import Transcriber
+
+from .conftest import OVERFIT_SET, make_experiment, tiny_config
+
+
+def test_lr_factor_warms_up_then_decays_to_final_ratio():
+    assert lr_factor(0, 10, 100, 0.1) == pytest.approx(0.1)
+    assert lr_factor(9, 10, 100, 0.1) == pytest.approx(1.0)
+    assert lr_factor(10, 10, 100, 0.1) == pytest.approx(1.0)
+    middle = lr_factor(55, 10, 100, 0.1)
+    assert 0.1 < middle < 1.0
+    assert lr_factor(100, 10, 100, 0.1) == pytest.approx(0.1)
+    assert lr_factor(500, 10, 100, 0.1) == pytest.approx(0.1)
+
+
+def test_ctc_min_frames_counts_a_blank_between_repeats():
+    assert ctc_min_frames([]) == 0
+    assert ctc_min_frames([1, 2, 3]) == 3
+    assert ctc_min_frames([1, 1, 2, 2, 2]) == 5 + 3
+
+
+def read_metric(out_dir: Path, name: str) -> list[float]:
+    with open(out_dir / "metrics.csv", newline="") as f:
+        return [float(row["value"]) for row in csv.DictReader(f) if row["name"] == name]
+
+
+@pytest.mark.an4
+def test_model_overfits_real_an4_utterances_and_decodes_them(overfit_model, an4_dir):
+    best = overfit_model
+    losses = read_metric(best.parent, "loss")
+    assert losses[-1] < 0.1 * losses[0], f"loss did not fall enough: {losses[0]:.2f} -> {losses[-1]:.2f}"
+    assert read_metric(best.parent, "dev_wer")[-1] == 0.0
+
+    transcriber = Transcriber(load_model(best))
+    paths = [(str(an4_dir / "wav" / "an4_clstk" / spk / f"{i}.wav"), None) for i, (spk, _) in OVERFIT_SET.items()]
+    texts = [t.text for t in transcriber.transcribe(paths)]
+    assert texts == [text for _, text in OVERFIT_SET.values()]
+
+
+@pytest.mark.an4
+def test_killed_and_resumed_training_ends_with_the_same_weights(tmp_path, an4_dir, monkeypatch):
+    data = make_experiment(tmp_path, an4_dir)
+    # Dropout and SpecAugment on, several batches per epoch, a checkpoint after every step.
+    settings = dict(epochs=3, max_frames=500, checkpoint_every=1)
+
+    def config(out_dir):
+        base = tiny_config(data, out_dir, **settings)
+        return dataclasses.replace(
+            base,
+            model=dataclasses.replace(base.model, dropout=0.3, hidden_size=32),
+            specaugment=SpecAugmentConfig(freq_masks=1, freq_mask_width=10, time_masks=1, time_mask_width=10),
+        )
+
+    train(config(tmp_path / "straight"), progress=False)
+
+    real_evaluate, calls = train_module.evaluate, []
+
+    def evaluate_then_die(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the dev pass at the end of the 2nd epoch: "killed" mid-evaluation
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "evaluate", evaluate_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(config(tmp_path / "killed"), progress=False)
+    interrupted = read_checkpoint(tmp_path / "killed" / "last.pt")["train_state"]
+    assert interrupted["epoch"] == 1 and interrupted["batches_done"] > 0  # a mid-epoch checkpoint
+
+    monkeypatch.setattr(train_module, "evaluate", real_evaluate)
+    train(config(tmp_path / "killed"), resume=True, progress=False)
+
+    straight = read_checkpoint(tmp_path / "straight" / "last.pt")
+    resumed = read_checkpoint(tmp_path / "killed" / "last.pt")
+    assert straight["train_state"]["step"] == resumed["train_state"]["step"]
+    for name, tensor in straight["model"].items():
+        assert torch.equal(tensor, resumed["model"][name]), name
+
+
+@pytest.mark.an4
+def test_untrainable_utterances_are_reported_and_skipped(tmp_path, an4_dir, capsys):
+    ids = dict(OVERFIT_SET)
+    # 0.7 s of audio gives 35 output frames at frame_stack 2: far too few for this transcript.
+    ids["an253-fash-b"] = ("fash", "GO " * 20)
+    data = make_experiment(tmp_path, an4_dir, {k: (s, " ".join(t.split())) for k, (s, t) in ids.items()})
+    train(tiny_config(data, tmp_path / "run", epochs=1), progress=False)
+    out = capsys.readouterr().out
+    assert "skipped an253-fash-b" in out and "needs" in out
+
+
+def test_unwritable_output_directory_fails_before_training(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    config = RunConfig(train=TrainConfig(out_dir=str(blocker / "run")))
+    with pytest.raises(train_module.ASRError, match="not writable"):
+        train(config, progress=False)
