@@ -62,6 +62,16 @@ def resample(samples: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarra
     return librosa.resample(samples, orig_sr=orig_rate, target_sr=target_rate, res_type=RESAMPLE_TYPE)
 
 
+def change_speed(samples: np.ndarray, factor: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Speed perturbation (tempo and pitch together, as in Kaldi): factor 1.1 plays 10% faster.
+
+    samples (N,) -> (about N / factor,), by resampling from sample_rate * factor to sample_rate.
+    """
+    if factor == 1.0:
+        return samples
+    return resample(samples, round(sample_rate * factor), sample_rate)
+
+
 def find_audio_files(directory: str | os.PathLike) -> list[Path]:
     """All audio files under `directory` (recursive, sorted), by extension."""
     root = Path(directory)

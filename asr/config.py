@@ -109,5 +109,9 @@ def _convert(hint: Any, value: Any, source: str, key: str) -> Any:
 
 
 def to_dict(config: Any) -> dict[str, Any]:
-    """A dataclass config as plain nested dicts (for checkpoints and logs)."""
-    return dataclasses.asdict(config)
+    """A dataclass config as plain nested dicts and lists (for YAML, JSON and checkpoints)."""
+    return dataclasses.asdict(config, dict_factory=lambda items: {k: _plain(v) for k, v in items})
+
+
+def _plain(value: Any) -> Any:
+    return [_plain(v) for v in value] if isinstance(value, (tuple, list)) else value

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from asr.audio import load_audio
+from asr.audio import change_speed, load_audio
 from asr.errors import ASRError
 from asr.features import Cmvn, FeatureConfig, SpecAugmentConfig, log_mel, spec_augment
 from asr.text import Vocab
@@ -131,14 +132,23 @@ def compute_features(
     Returns (kept utterances, their feats (T, F), one message per utterance that failed).
     A bad file never stops the others.
     """
-    kept, feats, failures = [], [], []
+    kept, variants, failures = compute_speed_variants(utterances, config, (1.0,), progress)
+    return kept, [v[0] for v in variants], failures
+
+
+def compute_speed_variants(
+    utterances: Sequence[Utterance], config: FeatureConfig, speeds: Sequence[float], progress: bool = False
+) -> tuple[list[Utterance], list[tuple[torch.Tensor, ...]], list[str]]:
+    """Like compute_features, with one raw log-mel (T, F) per speed factor for each utterance."""
+    kept, variants, failures = [], [], []
     for utt in tqdm(utterances, desc="features", disable=not progress, unit="utt", leave=False):
         try:
-            feats.append(log_mel(load_audio(utt.audio, config.sample_rate), config))
+            samples = load_audio(utt.audio, config.sample_rate)
+            variants.append(tuple(log_mel(change_speed(samples, s, config.sample_rate), config) for s in speeds))
             kept.append(utt)
         except ASRError as err:
             failures.append(f"{utt.id}: {err}")
-    return kept, feats, failures
+    return kept, variants, failures
 
 
 @dataclass
@@ -164,21 +174,25 @@ class Batch:
 class FeatureDataset(torch.utils.data.Dataset):
     """Normalised (and, for training, SpecAugmented) features with their token ids.
 
-    Features are held in memory as computed by `compute_features`; SpecAugment masks are drawn
-    from a seed of (seed, epoch, index), so an epoch's batches are reproducible after a resume.
+    `feats` holds one (T, F) tensor per utterance, or a tuple of speed-perturbed variants (see
+    compute_speed_variants): each epoch every utterance uses one variant. The variant and the
+    SpecAugment masks are drawn from a seed of (seed, epoch, index), so an epoch's batches are
+    reproducible after a resume. Lengths (num_frames) are those of the first variant.
     """
 
     def __init__(
         self,
         utterances: Sequence[Utterance],
-        feats: Sequence[torch.Tensor],
+        feats: Sequence[torch.Tensor | Sequence[torch.Tensor]],
         vocab: Vocab,
         cmvn: Cmvn,
         specaugment: SpecAugmentConfig | None = None,
         seed: int = 0,
     ) -> None:
         self.utterances = list(utterances)
-        self.feats = [cmvn.apply(f) for f in feats]
+        self.variants = [
+            (cmvn.apply(f),) if isinstance(f, torch.Tensor) else tuple(cmvn.apply(v) for v in f) for f in feats
+        ]
         self.tokens = [torch.tensor(vocab.encode(u.text), dtype=torch.long) for u in self.utterances]
         self.specaugment = specaugment if specaugment is not None and specaugment.enabled else None
         self.seed = seed
@@ -189,15 +203,16 @@ class FeatureDataset(torch.utils.data.Dataset):
 
     @property
     def num_frames(self) -> list[int]:
-        return [f.shape[0] for f in self.feats]
+        return [v[0].shape[0] for v in self.variants]
 
     def __len__(self) -> int:
         return len(self.utterances)
 
     def __getitem__(self, index: int) -> tuple[str, torch.Tensor, torch.Tensor]:
-        feats = self.feats[index]
+        variants, seed = self.variants[index], self._item_seed(index)
+        feats = variants[random.Random(seed).randrange(len(variants))] if len(variants) > 1 else variants[0]
         if self.specaugment is not None:
-            feats = spec_augment(feats, self.specaugment, seed=self._item_seed(index))
+            feats = spec_augment(feats, self.specaugment, seed=seed)
         return self.utterances[index].id, feats, self.tokens[index]
 
     def _item_seed(self, index: int) -> int:

@@ -13,7 +13,7 @@ import csv
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -21,7 +21,8 @@ import yaml
 from tqdm import tqdm
 
 from asr.checkpoint import checkpoint_payload, read_checkpoint, save_checkpoint
-from asr.data import FeatureDataset, LengthBucketSampler, Utterance, collate, compute_features, read_manifest
+from asr.config import to_dict
+from asr.data import FeatureDataset, LengthBucketSampler, Utterance, collate, compute_speed_variants, read_manifest
 from asr.decode import greedy_decode
 from asr.errors import ASRError
 from asr.features import Cmvn, FeatureConfig, SpecAugmentConfig
@@ -60,6 +61,7 @@ class TrainConfig:
     num_workers: int = 0  # DataLoader workers (features are precomputed, so 0 is usually fastest)
     checkpoint_every: int = 200  # steps between last.pt writes (plus one at each epoch end)
     max_bad_steps: int = 50  # consecutive non-finite steps before training stops
+    speed_perturb: tuple[float, ...] = (1.0,)  # speed factors; each epoch an utterance uses one (1.0 first)
 
 
 @dataclass(frozen=True)
@@ -112,11 +114,11 @@ class ScalarLog:
 
 
 def prepare_split(
-    manifest: str, config: RunConfig, vocab: Vocab, model: AcousticModel, say
-) -> tuple[list[Utterance], list[torch.Tensor]]:
-    """Read a manifest, compute features, and drop (reporting each) what cannot be trained on."""
+    manifest: str, config: RunConfig, vocab: Vocab, model: AcousticModel, say, speeds: tuple[float, ...] = (1.0,)
+) -> tuple[list[Utterance], list[tuple[torch.Tensor, ...]]]:
+    """Read a manifest, compute features (one per speed), and drop (reporting each) what cannot be trained on."""
     utterances = read_manifest(manifest)
-    utterances, feats, failures = compute_features(utterances, config.features, progress=True)
+    utterances, feats, failures = compute_speed_variants(utterances, config.features, speeds, progress=True)
     for failure in failures:
         say(f"skipped {failure}")
     kept_utts, kept_feats = [], []
@@ -125,7 +127,8 @@ def prepare_split(
         if unknown:
             say(f"skipped {utt.id} ({manifest}): characters not in the vocabulary {sorted(unknown)}")
             continue
-        out_frames = int(model.output_lengths(torch.tensor([f.shape[0]])))
+        shortest = min(v.shape[0] for v in f)
+        out_frames = int(model.output_lengths(torch.tensor([shortest])))
         needed = ctc_min_frames(vocab.encode(utt.text))
         if needed > out_frames:
             say(f"skipped {utt.id} ({manifest}): transcript needs {needed} CTC frames, audio gives {out_frames}")
@@ -197,7 +200,9 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Pat
         raise ASRError(f"{config.data.cmvn}: stats have {len(cmvn.mean)} bins, features.n_mels is {config.features.n_mels}")
     model = AcousticModel(config.model, input_dim=config.features.n_mels, vocab_size=len(vocab))
 
-    train_utts, train_feats = prepare_split(config.data.train_manifest, config, vocab, model, say)
+    train_utts, train_feats = prepare_split(
+        config.data.train_manifest, config, vocab, model, say, speeds=tc.speed_perturb
+    )
     dev_utts, dev_feats = prepare_split(config.data.dev_manifest, config, vocab, model, say)
     train_set = FeatureDataset(train_utts, train_feats, vocab, cmvn, config.specaugment, seed=tc.seed)
     dev_set = FeatureDataset(dev_utts, dev_feats, vocab, cmvn)
@@ -219,7 +224,7 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Pat
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
     if resume and last_path.exists():
         saved = read_checkpoint(last_path)
-        if saved.get("run_config", {}).get("model") != asdict(config.model) or saved["vocab"] != list(vocab.tokens):
+        if saved.get("run_config", {}).get("model") != to_dict(config.model) or saved["vocab"] != list(vocab.tokens):
             raise ASRError(f"{last_path}: was trained with a different model config or vocabulary; use a new train.out_dir")
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
@@ -231,7 +236,7 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Pat
         say(f"no checkpoint at {last_path}; starting from scratch")
 
     with open(out_dir / "config.yaml", "w", encoding="utf-8") as f:
-        yaml.safe_dump(asdict(config), f, sort_keys=False)
+        yaml.safe_dump(to_dict(config), f, sort_keys=False)
     say(
         f"model: {config.model.cell} {config.model.num_layers}x{config.model.hidden_size} "
         f"{'bi' if config.model.bidirectional else 'uni'}, {model.num_parameters() / 1e6:.2f} M parameters; "
@@ -243,7 +248,7 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Pat
             path,
             checkpoint_payload(
                 model, config.features, cmvn, vocab,
-                run_config=asdict(config),
+                run_config=to_dict(config),
                 optimizer=optimizer.state_dict(),
                 scheduler=scheduler.state_dict(),
                 train_state=dict(state),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asr.audio import SAMPLE_RATE, AudioError, audio_info, find_audio_files, load_audio
+from asr.audio import SAMPLE_RATE, AudioError, audio_info, change_speed, find_audio_files, load_audio
 from asr.errors import ASRError
 
 
@@ -171,3 +171,19 @@ def test_find_audio_files_recursive_sorted(tmp_path):
 
 def test_find_audio_files_empty_directory(tmp_path):
     assert find_audio_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("factor", [0.9, 1.1])
+def test_change_speed_scales_length_and_pitch(factor):
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+    tone = np.sin(2 * np.pi * 1000 * t).astype(np.float32)
+    faster = change_speed(tone, factor)
+    assert abs(len(faster) - len(tone) / factor) <= 2
+    spectrum = np.abs(np.fft.rfft(faster))
+    peak_hz = np.argmax(spectrum) * SAMPLE_RATE / len(faster)
+    assert peak_hz == pytest.approx(1000 * factor, abs=5)
+
+
+def test_change_speed_by_one_is_the_identity():
+    samples = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
+    assert change_speed(samples, 1.0) is samples

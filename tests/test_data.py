@@ -274,6 +274,26 @@ def test_feature_dataset_specaugment_varies_by_epoch_but_is_reproducible():
     assert torch.equal(again[2][1], epoch0[2])
 
 
+def test_feature_dataset_draws_one_speed_variant_per_epoch_reproducibly():
+    utts = [Utterance(f"u{i}", "a.wav", 1.0, "A") for i in range(20)]
+    # variant k of every utterance is filled with the value k, so the chosen variant is visible
+    variants = [tuple(torch.full((10 + k, 2), float(k)) for k in range(3)) for _ in utts]
+    cmvn = Cmvn(mean=(0.0, 0.0), std=(1.0, 1.0))
+    dataset = FeatureDataset(utts, variants, Vocab.from_texts(["A"]), cmvn, seed=7)
+    assert dataset.num_frames == [10] * 20  # lengths of the first variant
+
+    def chosen(epoch):
+        dataset.set_epoch(epoch)
+        return [int(dataset[i][1][0, 0]) for i in range(len(utts))]
+
+    epoch0 = chosen(0)
+    assert set(epoch0) == {0, 1, 2}  # 20 draws from 3 variants use them all
+    assert chosen(1) != epoch0
+    assert chosen(0) == epoch0
+    for i, k in enumerate(epoch0):
+        assert dataset[i][1].shape[0] == 10 + k
+
+
 # --- collate -----------------------------------------------------------------------------------
 
 

@@ -2,21 +2,24 @@
 # AN4 end to end: data -> manifests -> vocab + CMVN -> train -> decode + score -> RESULTS.md
 #
 #   bash recipes/an4/run.sh [--stage N] [--stop-stage M] [--data-dir DIR] [--config conf/an4_blstm.yaml]
-#                           [--overrides "train.epochs=10 train.device=cpu"]
+#                           [--exp-dir exp/an4] [--dev-speakers 6] [--overrides "train.epochs=10 train.device=cpu"]
 #
 # Stages: 0 obtain data, 1 manifests, 2 vocab + CMVN stats, 3 train, 4 decode + score.
 # Each stage skips work that is already done, so a killed recipe resumes where it stopped.
-# Runs from any folder; all outputs go under exp/an4/ in the repository root.
+# Runs from any folder (relative --data-dir/--exp-dir are taken from the caller's folder);
+# --exp-dir defaults to exp/an4 in the repository root.
 set -euo pipefail
 
+caller=$PWD
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$root"
 
 stage=0
 stop_stage=4
 data_dir=""
 config=conf/an4_blstm.yaml
 overrides=""
+exp=exp/an4
+dev_speakers=6
 python=${PYTHON:-python}
 an4_url=http://www.speech.cs.cmu.edu/databases/an4/an4_sphere.tar.gz
 
@@ -27,12 +30,19 @@ while [ $# -gt 0 ]; do
     --data-dir) data_dir=$2; shift 2 ;;
     --config) config=$2; shift 2 ;;
     --overrides) overrides=$2; shift 2 ;;
+    --exp-dir) exp=$2; shift 2 ;;
+    --dev-speakers) dev_speakers=$2; shift 2 ;;
     -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 
-exp=exp/an4
+absolute() { case "$1" in /*) echo "$1" ;; *) echo "$caller/$1" ;; esac; }
+[ -z "$data_dir" ] || data_dir=$(absolute "$data_dir")
+[ "$exp" = exp/an4 ] || exp=$(absolute "$exp")
+config_arg=$config
+if [ -f "$(absolute "$config")" ]; then config=$(absolute "$config"); else config=$root/$config; fi
+cd "$root"
 data=$exp/data
 run_name=$(basename "$config" .yaml); run_name=${run_name#an4_}
 run_dir=$exp/$run_name
@@ -68,7 +78,8 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
     echo "  already done ($data/*.jsonl)"
   else
     [ -f "$data/corpus_dir" ] || { echo "run.sh: run stage 0 first" >&2; exit 1; }
-    $python recipes/an4/local/prepare.py --data-dir "$(cat "$data/corpus_dir")" --out-dir "$data"
+    $python recipes/an4/local/prepare.py --data-dir "$(cat "$data/corpus_dir")" --out-dir "$data" \
+      --dev-speakers "$dev_speakers"
     touch "$data/.manifests.done"
   fi
 fi
@@ -91,7 +102,9 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   else
     start=$(date +%s)
     # shellcheck disable=SC2086  # overrides are separate KEY=VALUE words
-    $python -m asr train --config "$config" --resume --no-progress train.out_dir="$run_dir" $overrides \
+    $python -m asr train --config "$config" --resume --no-progress train.out_dir="$run_dir" \
+      data.train_manifest="$data/train.jsonl" data.dev_manifest="$data/dev.jsonl" \
+      data.vocab="$data/vocab.json" data.cmvn="$data/cmvn.json" $overrides \
       2>&1 | tee -a "$run_dir/train.log"
     echo $(( $(date +%s) - start + $(cat "$run_dir/train_seconds" 2>/dev/null || echo 0) )) > "$run_dir/train_seconds"
     touch "$run_dir/.train.done"
@@ -106,7 +119,7 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
     $python -m asr score --ref "$data/$split.jsonl" --hyp "$run_dir/hyp_$split.jsonl" \
       --json "$run_dir/score_$split.json" | tee "$run_dir/score_$split.txt"
   done
-  $python recipes/an4/local/write_results.py --run-dir "$run_dir" --config "$config" \
-    --command "bash recipes/an4/run.sh --config $config${overrides:+ --overrides \"$overrides\"}"
+  $python recipes/an4/local/write_results.py --run-dir "$run_dir" --config "$config_arg" \
+    --command "bash recipes/an4/run.sh --config $config_arg${overrides:+ --overrides \"$overrides\"}"
   cat "$run_dir/RESULTS.md"
 fi

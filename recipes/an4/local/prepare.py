@@ -68,6 +68,8 @@ def read_split(data_dir: Path, split: str) -> list[Utterance]:
 def split_dev(train: list[Utterance], num_speakers: int) -> tuple[list[Utterance], list[Utterance]]:
     """Hold out num_speakers training speakers, evenly spaced in sorted order (deterministic)."""
     speakers = sorted({u.speaker for u in train})
+    if not 0 < num_speakers < len(speakers):
+        raise ASRError(f"cannot hold out {num_speakers} of {len(speakers)} training speakers for dev")
     step = len(speakers) / num_speakers
     held_out = {speakers[int(step * i + step / 2)] for i in range(num_speakers)}
     return [u for u in train if u.speaker not in held_out], [u for u in train if u.speaker in held_out]
@@ -81,16 +83,16 @@ def main() -> int:
     args = parser.parse_args()
     try:
         train_all, test = read_split(args.data_dir, "train"), read_split(args.data_dir, "test")
+        train, dev = split_dev(train_all, args.dev_speakers)
     except ASRError as err:
         print(f"prepare.py: error: {err}", file=sys.stderr)
         return 1
-    train, dev = split_dev(train_all, args.dev_speakers)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     for name, utterances in (("train", train), ("dev", dev), ("test", test)):
         write_manifest(args.out_dir / f"{name}.jsonl", utterances)
-        hours = sum(u.duration for u in utterances) / 3600
+        seconds = sum(u.duration for u in utterances)
         speakers = len({u.speaker for u in utterances})
-        print(f"{name}: {len(utterances)} utterances, {speakers} speakers, {hours:.2f} h")
+        print(f"{name}: {len(utterances)} utterances, {speakers} speakers, {seconds / 3600:.2f} h ({seconds:.0f} s)")
     return 0
 
 
