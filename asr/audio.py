@@ -8,6 +8,7 @@ librosa (band-limited, fast, and accurate to well past 16-bit noise).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from asr.errors import ASRError
 
 SAMPLE_RATE = 16_000  # Hz, the rate every model in this toolkit is trained at
 RESAMPLE_TYPE = "soxr_hq"
+MIN_SECONDS = 0.025  # one 25 ms analysis window: anything shorter holds no recognisable speech
 AUDIO_EXTENSIONS = (".wav", ".flac", ".sph", ".nist", ".ogg", ".opus", ".mp3", ".aiff", ".aif")
 
 
@@ -40,7 +42,9 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
     Returns:
         samples (N,) float32.
     Raises:
-        AudioError: missing, unreadable, empty, truncated or non-audio file.
+        AudioError: missing, unreadable, empty, truncated, non-audio, non-finite or too short
+            (under MIN_SECONDS) file. A file whose header promises more samples than it holds
+            is read up to where the data ends (libsndfile's behaviour).
     """
     _check_readable(path)
     try:
@@ -49,6 +53,11 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
         raise AudioError(f"{path}: not readable as audio ({_describe(err)})") from None
     if samples.shape[0] == 0:
         raise AudioError(f"{path}: contains no audio samples (zero length)")
+    if samples.shape[0] < MIN_SECONDS * file_rate:
+        milliseconds = 1000 * samples.shape[0] / file_rate
+        raise AudioError(f"{path}: too short to transcribe ({milliseconds:.1f} ms; at least {1000 * MIN_SECONDS:g} ms)")
+    if not np.isfinite(samples).all():
+        raise AudioError(f"{path}: contains non-finite samples (NaN or infinity)")
     mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
     if file_rate != sample_rate:
         mono = resample(mono, file_rate, sample_rate)
@@ -93,4 +102,44 @@ def _check_readable(path: str | os.PathLike) -> None:
 def _describe(err: Exception) -> str:
     """libsndfile's message without its 'Error opening ...' prefix that repeats the path."""
     message = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-    return message.split(": ", 1)[-1] if message.startswith("Error opening") else message
+    message = message.split(": ", 1)[-1] if message.startswith("Error opening") else message
+    if message.startswith("File does not exist or is not a regular file"):  # it does: _check_readable said so
+        return "corrupt data or an unsupported format"  # libsndfile's mpg123 reader says this of non-MP3 bytes
+    return message
+
+
+def stream_audio(
+    path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, block_seconds: float = 30.0
+) -> Iterator[np.ndarray]:
+    """Read `path` block by block as float32 mono at `sample_rate`, for files too long to hold.
+
+    Yields blocks (n,) whose concatenation matches load_audio up to resampler edge effects;
+    memory stays bounded by the block size. Raises AudioError like load_audio.
+    """
+    import soxr  # librosa's resampling backend; its streaming API keeps state across blocks
+
+    _check_readable(path)
+    total = 0
+    try:
+        with sf.SoundFile(str(path)) as audio:
+            file_rate = audio.samplerate
+            resampler = None
+            if file_rate != sample_rate:
+                resampler = soxr.ResampleStream(file_rate, sample_rate, 1, dtype="float32", quality="HQ")
+            blocksize = max(1, int(block_seconds * file_rate))
+            for block in audio.blocks(blocksize=blocksize, dtype="float32", always_2d=True):
+                mono = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
+                if resampler is not None:
+                    mono = resampler.resample_chunk(np.ascontiguousarray(mono))
+                total += len(mono)
+                if len(mono):
+                    yield np.ascontiguousarray(mono, dtype=np.float32)
+            if resampler is not None:
+                tail = resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+                total += len(tail)
+                if len(tail):
+                    yield tail.astype(np.float32)
+    except (sf.LibsndfileError, RuntimeError) as err:
+        raise AudioError(f"{path}: not readable as audio ({_describe(err)})") from None
+    if total == 0:
+        raise AudioError(f"{path}: contains no audio samples (zero length)")

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from asr.decode import DecodeConfig, make_decoder
 from asr.errors import ASRError
 from asr.features import Cmvn, FeatureConfig
 from asr.model import AcousticModel, ModelConfig
@@ -28,13 +29,26 @@ class CheckpointError(ASRError):
 
 @dataclass
 class LoadedModel:
-    """Everything needed to turn audio into text: model (eval mode), features, CMVN, vocabulary."""
+    """Everything needed to turn audio into text: model (eval mode), features, CMVN, vocabulary,
+    and the decoding it was tuned for (an LM and lexicon when it carries them)."""
 
     model: AcousticModel
     features: FeatureConfig
     cmvn: Cmvn
     vocab: Vocab
     path: str
+    decoding: DecodeConfig = DecodeConfig()
+    lm_arpa: str | None = None
+    lexicon: tuple[str, ...] | None = None
+
+    @property
+    def frame_seconds(self) -> float:
+        """Duration of one output frame (after frame stacking)."""
+        return self.features.hop_ms * self.model.config.frame_stack / 1000
+
+    def decoder(self, override: DecodeConfig | None = None):
+        """The decoder this model is tuned for (or `override`): (log_probs, out_lens) -> [Hypothesis]."""
+        return make_decoder(self.vocab, override or self.decoding, self.lm_arpa, self.lexicon)
 
 
 def checkpoint_payload(
@@ -50,6 +64,22 @@ def checkpoint_payload(
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         **extra,
     }
+
+
+def decoding_section(config: DecodeConfig, lm_arpa: str | None = None, lexicon=None) -> dict[str, Any]:
+    """The checkpoint entry that makes a model decode with beam search + LM by default."""
+    return {"config": asdict(config), "lm_arpa": lm_arpa, "lexicon": list(lexicon) if lexicon else None}
+
+
+TRAINING_STATE = ("optimizer", "scheduler", "train_state", "rng")
+
+
+def export_payload(payload: dict[str, Any], fp16: bool = False) -> dict[str, Any]:
+    """A copy without training state (optimizer, scheduler, RNG), weights optionally in fp16."""
+    exported = {k: v for k, v in payload.items() if k not in TRAINING_STATE}
+    if fp16:
+        exported["model"] = {k: v.half() if v.is_floating_point() else v for k, v in payload["model"].items()}
+    return exported
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
@@ -102,7 +132,10 @@ def model_from_payload(payload: dict[str, Any], path: str | os.PathLike = "<chec
         vocab = Vocab(tokens=tuple(payload["vocab"]))
         cmvn = Cmvn.from_dict(payload["cmvn"])
         model = AcousticModel(model_config, input_dim=features.n_mels, vocab_size=len(vocab))
-        model.load_state_dict(payload["model"])
+        model.load_state_dict({k: v.float() for k, v in payload["model"].items()})
+        decoding = payload.get("decoding") or {}
+        decode_config = _config(DecodeConfig, decoding.get("config", {}), path)
+        lexicon = tuple(decoding["lexicon"]) if decoding.get("lexicon") else None
     except KeyError as err:
         raise CheckpointError(f"{path}: checkpoint lacks {err}") from None
     except ASRError as err:
@@ -111,7 +144,10 @@ def model_from_payload(payload: dict[str, Any], path: str | os.PathLike = "<chec
         first_line = str(err).strip().splitlines()[0]
         raise CheckpointError(f"{path}: weights do not match the stored configuration ({first_line})") from None
     model.eval()
-    return LoadedModel(model=model, features=features, cmvn=cmvn, vocab=vocab, path=str(path))
+    return LoadedModel(
+        model=model, features=features, cmvn=cmvn, vocab=vocab, path=str(path),
+        decoding=decode_config, lm_arpa=decoding.get("lm_arpa"), lexicon=lexicon,
+    )
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:

@@ -12,11 +12,22 @@ import os
 import sys
 import time
 
+from pathlib import Path
+
 EXIT_OK, EXIT_ERROR = 0, 1
+BUNDLED_MODEL = Path(__file__).parent / "pretrained" / "an4_blstm" / "model.pt"
 
 
 def _add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+
+
+def _add_decoding(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("decoding (default: what the model was tuned with)")
+    group.add_argument("--decoder", choices=["greedy", "beam"], help="greedy, or beam (+ the model's LM if it has one)")
+    group.add_argument("--beam-size", type=int)
+    group.add_argument("--lm-weight", type=float, help="alpha: LM weight in shallow fusion")
+    group.add_argument("--word-score", type=float, help="beta: score added per word")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,12 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.epochs=5")
 
     p = commands.add_parser("transcribe", help="transcribe audio files and directories")
-    p.add_argument("--model", required=True, help="checkpoint (.pt)")
+    p.add_argument("--model", default=str(BUNDLED_MODEL),
+                   help="checkpoint (.pt); default: the bundled AN4 model (asr/pretrained/an4_blstm)")
     p.add_argument("paths", nargs="+", metavar="AUDIO", help="audio files or directories (searched recursively)")
-    p.add_argument("--format", choices=["text", "jsonl"], default="text",
-                   help="text: 'path<TAB>transcript' per file; jsonl: one JSON object per file")
+    p.add_argument("--format", choices=["text", "jsonl", "srt", "vtt", "ctm"], default="text",
+                   help="text: 'path<TAB>transcript' per file; jsonl: one JSON object per file with word timings; "
+                        "srt/vtt: subtitles; ctm: one line per word")
+    p.add_argument("--output-dir", help="write one <name>.<format> file per input here instead of stdout")
     p.add_argument("--batch-size", type=int, default=16)
     _add_device(p)
+    _add_decoding(p)
 
     p = commands.add_parser("decode", help="transcribe a manifest to a JSONL hypothesis file")
     p.add_argument("--model", required=True)
@@ -45,11 +60,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stats", metavar="PATH", help="also write timing as JSON (audio seconds, seconds, RTF)")
     p.add_argument("--batch-size", type=int, default=32)
     _add_device(p)
+    _add_decoding(p)
 
     p = commands.add_parser("score", help="WER/CER of hypotheses against references")
     p.add_argument("--ref", required=True, help="JSONL with id and text, or Kaldi-style 'id words...'")
     p.add_argument("--hyp", required=True, help="same formats as --ref; matched by id")
     p.add_argument("--json", metavar="PATH", help="also write the scores as JSON")
+    p.add_argument("--report", metavar="PATH",
+                   help="write an sclite-style report: per-utterance alignment, per-speaker WER, top substitutions")
+
+    p = commands.add_parser("lm", help="build a word n-gram LM (ARPA) and lexicon from a manifest's transcripts")
+    p.add_argument("--manifest", required=True, help="training manifest (never the test set)")
+    p.add_argument("--order", type=int, default=3)
+    p.add_argument("--out-dir", required=True, help="writes lm.arpa and lexicon.txt here")
+
+    p = commands.add_parser("tune-lm", help="grid-search LM weight and word score on a dev set; save a model that uses them")
+    p.add_argument("--model", required=True)
+    p.add_argument("--manifest", required=True, help="dev manifest")
+    p.add_argument("--lm", required=True, help="ARPA file (from `asr lm`)")
+    p.add_argument("--lexicon", required=True, help="lexicon file (from `asr lm`)")
+    p.add_argument("--out", required=True, help="the model with its LM, lexicon and tuned weights inside")
+    p.add_argument("--lm-weights", default="0,0.5,1,1.5,2,2.5,3,4", help="comma-separated alphas")
+    p.add_argument("--word-scores", default="-1,0,1,2,3,4,5", help="comma-separated betas")
+    p.add_argument("--beam-size", type=int, default=50)
+    _add_device(p)
+
+    p = commands.add_parser("export", help="a checkpoint without training state (optionally fp16) for shipping")
+    p.add_argument("--model", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--fp16", action="store_true", help="store weights in half precision (half the size)")
 
     p = commands.add_parser("vocab", help="build the character vocabulary from a manifest")
     p.add_argument("--manifest", required=True)
@@ -76,31 +115,48 @@ def _transcriber(args: argparse.Namespace):
     from asr.transcribe import Transcriber
     from asr.train import pick_device
 
-    return Transcriber(load_model(args.model), pick_device(args.device), batch_size=args.batch_size)
+    loaded = load_model(args.model)
+    changes = {
+        key: value
+        for key, value in (("decoder", args.decoder), ("beam_size", args.beam_size),
+                           ("lm_weight", args.lm_weight), ("word_score", args.word_score))
+        if value is not None
+    }
+    decoding = dataclasses.replace(loaded.decoding, **changes)
+    return Transcriber(loaded, pick_device(args.device), batch_size=args.batch_size, decoding=decoding)
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
-    from asr.transcribe import expand_inputs
+    from asr.errors import ASRError
+    from asr.transcribe import expand_inputs, format_transcript
 
+    inputs = expand_inputs(args.paths)
+    if args.format in ("srt", "vtt") and len(inputs) > 1 and not args.output_dir:
+        raise ASRError(f"--format {args.format} with several inputs needs --output-dir (one file per input)")
+    if args.output_dir:
+        os.makedirs(args.output_dir, exist_ok=True)
     transcriber = _transcriber(args)
     failed = 0
-    for result in transcriber.transcribe(expand_inputs(args.paths)):
+    for result in transcriber.transcribe(inputs):
         if result.error is not None:
             failed += 1
             print(f"asr: error: {result.error}", file=sys.stderr, flush=True)
             continue
-        if args.format == "jsonl":
-            record = {"audio": result.audio, "text": result.text, "duration": round(result.duration, 3)}
-            print(json.dumps(record, ensure_ascii=False), flush=True)
-        else:
-            print(f"{result.audio}\t{result.text}", flush=True)
+        text = format_transcript(result, args.format)
+        if args.output_dir:
+            target = os.path.join(args.output_dir, f"{os.path.splitext(os.path.basename(result.audio))[0]}.{args.format}")
+            with open(target, "w", encoding="utf-8") as f:
+                f.write(text + ("" if text.endswith("\n") else "\n"))
+            print(f"{result.audio} -> {target}", file=sys.stderr, flush=True)
+        elif text:
+            print(text, flush=True)
     if failed:
         print(f"asr: {failed} file(s) failed", file=sys.stderr)
     return EXIT_ERROR if failed else EXIT_OK
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
-    from asr.data import read_manifest
+    from asr.data import duration_mismatch, read_manifest
 
     utterances = read_manifest(args.manifest, check_audio=False)
     transcriber = _transcriber(args)
@@ -116,6 +172,9 @@ def cmd_decode(args: argparse.Namespace) -> int:
                 continue
             audio_seconds += result.duration
             out.write(json.dumps({"id": utt.id, "text": result.text}, ensure_ascii=False) + "\n")
+            mismatch = duration_mismatch(utt.duration, result.duration)
+            if mismatch:
+                print(f"asr: warning: {args.manifest}: {utt.id}: {mismatch}", file=sys.stderr)
     os.replace(tmp, args.out)
     elapsed = time.monotonic() - started
     rtf = elapsed / max(audio_seconds, 1e-9)
@@ -157,6 +216,13 @@ def cmd_score(args: argparse.Namespace) -> int:
     print(f"CER {100 * report.cer:.2f}%  ({c.errors} errors / {c.reference_length} chars: "
           f"S={c.substitutions} D={c.deletions} I={c.insertions})")
     print(f"utterances {report.num_utterances}  (missing from hyp: {len(missing)})")
+    if args.report:
+        from asr.data import read_speakers
+        from asr.metrics import alignment_report
+
+        text = alignment_report(ids, [refs[i] for i in ids], [hyps.get(i, "") for i in ids], read_speakers(args.ref))
+        with open(args.report, "w", encoding="utf-8") as f:
+            f.write(text)
     if args.json:
         scores = {
             "wer": report.wer, "cer": report.cer, "utterances": report.num_utterances, "missing": missing,
@@ -164,6 +230,62 @@ def cmd_score(args: argparse.Namespace) -> int:
         }
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(scores, f, indent=2)
+    return EXIT_OK
+
+
+def cmd_lm(args: argparse.Namespace) -> int:
+    from asr.data import read_manifest
+    from asr.lm import lm_words, write_arpa, write_lexicon
+
+    texts = [u.text for u in read_manifest(args.manifest, check_audio=False)]
+    os.makedirs(args.out_dir, exist_ok=True)
+    write_arpa(os.path.join(args.out_dir, "lm.arpa"), texts, order=args.order)
+    words = lm_words(texts)
+    write_lexicon(os.path.join(args.out_dir, "lexicon.txt"), words)
+    print(f"{args.order}-gram LM over {len(words)} words from {len(texts)} sentences -> {args.out_dir}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_tune_lm(args: argparse.Namespace) -> int:
+    from asr.checkpoint import decoding_section, read_checkpoint, save_checkpoint
+    from asr.data import read_manifest
+    from asr.decode import DecodeConfig, make_decoder
+    from asr.lm import read_lexicon
+    from asr.metrics import error_rates
+    from asr.tuning import decode_all, tune_lm
+
+    args = argparse.Namespace(**vars(args), batch_size=32, decoder="greedy", lm_weight=None, word_score=None)
+    transcriber = _transcriber(args)
+    vocab = transcriber.loaded.vocab
+    utterances = read_manifest(args.manifest)
+    with open(args.lm, encoding="utf-8") as f:
+        arpa = f.read()
+    lexicon = sorted(read_lexicon(args.lexicon))
+    emissions = transcriber.log_probs([u.audio for u in utterances])  # once, for the whole grid
+    refs = [u.text for u in utterances]
+    greedy = error_rates(refs, decode_all(make_decoder(vocab, DecodeConfig()), emissions, vocab))
+    print(f"greedy: {greedy.summary()}")
+    results = tune_lm(
+        emissions, refs, vocab, arpa, lexicon,
+        lm_weights=[float(a) for a in args.lm_weights.split(",")],
+        word_scores=[float(b) for b in args.word_scores.split(",")],
+        base=DecodeConfig(decoder="beam", beam_size=args.beam_size),
+        report=lambda c, r: print(f"lm_weight={c.lm_weight:<5g} word_score={c.word_score:<5g} {r.summary()}", flush=True),
+    )
+    config, report = results[0]
+    print(f"best: lm_weight={config.lm_weight:g} word_score={config.word_score:g} {report.summary()}")
+    payload = read_checkpoint(args.model)
+    payload["decoding"] = decoding_section(config, arpa, lexicon)
+    save_checkpoint(args.out, payload)
+    print(f"model with LM and tuned weights -> {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from asr.checkpoint import export_payload, read_checkpoint, save_checkpoint
+
+    save_checkpoint(args.out, export_payload(read_checkpoint(args.model), fp16=args.fp16))
+    print(f"{args.model} -> {args.out} ({os.path.getsize(args.out) / 1e6:.1f} MB)", file=sys.stderr)
     return EXIT_OK
 
 
@@ -195,6 +317,7 @@ def cmd_cmvn(args: argparse.Namespace) -> int:
 COMMANDS = {
     "train": cmd_train, "transcribe": cmd_transcribe, "decode": cmd_decode,
     "score": cmd_score, "vocab": cmd_vocab, "cmvn": cmd_cmvn,
+    "lm": cmd_lm, "tune-lm": cmd_tune_lm, "export": cmd_export,
 }
 
 
@@ -210,6 +333,12 @@ def main(argv: list[str] | None = None) -> int:
         lines = str(err).splitlines() or [type(err).__name__]
         for line in lines:
             print(f"asr: error: {line}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as err:  # a file or folder the user named cannot be read or written
+        if args.debug:
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"asr: error: {where}{err.strerror or err}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("asr: interrupted", file=sys.stderr)

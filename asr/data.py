@@ -12,6 +12,7 @@ import json
 import math
 import os
 import random
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from asr.audio import change_speed, load_audio
+from asr.audio import audio_info, change_speed, load_audio
 from asr.errors import ASRError
 from asr.features import Cmvn, FeatureConfig, SpecAugmentConfig, log_mel, spec_augment
 from asr.text import Vocab
@@ -102,6 +103,13 @@ def read_manifest(path: str | os.PathLike, check_audio: bool = True) -> list[Utt
     return utterances
 
 
+def duration_mismatch(stated: float, actual: float) -> str | None:
+    """A message when a manifest's duration (s) is more than 10% and 0.1 s off the audio's, else None."""
+    if abs(stated - actual) <= max(0.1, 0.1 * actual):
+        return None
+    return f"manifest says {stated:.2f} s, the audio has {actual:.2f} s"
+
+
 def _field_problems(record: dict) -> str:
     missing = [k for k in REQUIRED_FIELDS if k not in record]
     if missing:
@@ -151,6 +159,24 @@ def compute_speed_variants(
     return kept, variants, failures
 
 
+def check_audio_headers(
+    utterances: Sequence[Utterance], threads: int = 8
+) -> tuple[list[Utterance], list[str]]:
+    """Read every file's header (not its samples): (readable utterances, one message per bad file)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def problem(utt: Utterance) -> str | None:
+        try:
+            frames, _ = audio_info(utt.audio)
+        except ASRError as err:
+            return f"{utt.id}: {err}"
+        return f"{utt.id}: {utt.audio}: contains no audio samples (zero length)" if frames == 0 else None
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        problems = list(pool.map(problem, utterances))
+    return [u for u, p in zip(utterances, problems) if p is None], [p for p in problems if p is not None]
+
+
 @dataclass
 class Batch:
     """A padded batch: feats (B, T, F), feat_lens (B,), tokens (B, U), token_lens (B,), ids [B]."""
@@ -172,7 +198,7 @@ class Batch:
 
 
 class FeatureDataset(torch.utils.data.Dataset):
-    """Normalised (and, for training, SpecAugmented) features with their token ids.
+    """Normalised (and, for training, SpecAugmented) features held in memory, with their token ids.
 
     `feats` holds one (T, F) tensor per utterance, or a tuple of speed-perturbed variants (see
     compute_speed_variants): each epoch every utterance uses one variant. The variant and the
@@ -209,14 +235,56 @@ class FeatureDataset(torch.utils.data.Dataset):
         return len(self.utterances)
 
     def __getitem__(self, index: int) -> tuple[str, torch.Tensor, torch.Tensor]:
-        variants, seed = self.variants[index], self._item_seed(index)
-        feats = variants[random.Random(seed).randrange(len(variants))] if len(variants) > 1 else variants[0]
+        seed = self._item_seed(index)
+        feats = self.features(index, seed)
         if self.specaugment is not None:
             feats = spec_augment(feats, self.specaugment, seed=seed)
         return self.utterances[index].id, feats, self.tokens[index]
 
+    def features(self, index: int, seed: int) -> torch.Tensor:
+        """Normalised feats (T, F) of utterance `index`, in the variant `seed` picks."""
+        variants = self.variants[index]
+        return variants[random.Random(seed).randrange(len(variants))] if len(variants) > 1 else variants[0]
+
     def _item_seed(self, index: int) -> int:
         return ((self.seed * 1_000_003 + self.epoch) * 1_000_003 + index) % 2**31
+
+
+class AudioDataset(FeatureDataset):
+    """Like FeatureDataset, but features are computed from the audio when an item is read.
+
+    For corpora too large to hold in memory: run it in DataLoader worker processes. Lengths for
+    batching come from the manifest durations. The speed factor is drawn per (seed, epoch, index).
+    A file that fails to decode mid-training yields a single silent frame, which CTC cannot align
+    (zero_infinity drops it from the loss), and a warning: one bad file never stops an epoch.
+    """
+
+    def __init__(
+        self,
+        utterances: Sequence[Utterance],
+        config: FeatureConfig,
+        vocab: Vocab,
+        cmvn: Cmvn,
+        specaugment: SpecAugmentConfig | None = None,
+        seed: int = 0,
+        speeds: Sequence[float] = (1.0,),
+    ) -> None:
+        super().__init__(utterances, [], vocab, cmvn, specaugment, seed)
+        self.config, self.cmvn, self.speeds = config, cmvn, tuple(speeds)
+
+    @property
+    def num_frames(self) -> list[int]:
+        return [self.config.num_frames(round(u.duration * self.config.sample_rate)) for u in self.utterances]
+
+    def features(self, index: int, seed: int) -> torch.Tensor:
+        utt = self.utterances[index]
+        speed = self.speeds[random.Random(seed).randrange(len(self.speeds))] if len(self.speeds) > 1 else self.speeds[0]
+        try:
+            samples = change_speed(load_audio(utt.audio, self.config.sample_rate), speed, self.config.sample_rate)
+        except ASRError as err:
+            warnings.warn(f"{utt.id}: {err}; left out of this batch's loss", stacklevel=1)
+            return torch.zeros(1, self.config.n_mels)
+        return self.cmvn.apply(log_mel(samples, self.config))
 
 
 def collate(items: Sequence[tuple[str, torch.Tensor, torch.Tensor]]) -> Batch:
@@ -235,6 +303,12 @@ class LengthBucketSampler(torch.utils.data.Sampler[list[int]]):
     Each epoch, lengths are jittered by up to `jitter` (relative) before sorting, so batches
     differ between epochs while padding stays low; batch order is shuffled. Everything is drawn
     from a generator seeded with (seed, epoch): the same epoch always gives the same batches.
+
+    Distributed (num_replicas > 1): every rank forms the same global batches of up to
+    num_replicas * max_frames frames and num_replicas * max_batch_size utterances, and takes
+    every num_replicas-th utterance of each (by length), so the ranks' batches are different,
+    similar in length, and together exactly the batch a single process would train on with the
+    global limits. Global batches with fewer utterances than ranks are dropped.
     """
 
     def __init__(
@@ -245,6 +319,8 @@ class LengthBucketSampler(torch.utils.data.Sampler[list[int]]):
         shuffle: bool = True,
         seed: int = 0,
         jitter: float = 0.1,
+        num_replicas: int = 1,
+        rank: int = 0,
     ) -> None:
         if max_frames < max(lengths, default=0):
             longest = max(lengths)
@@ -255,13 +331,24 @@ class LengthBucketSampler(torch.utils.data.Sampler[list[int]]):
         self.shuffle = shuffle
         self.seed = seed
         self.jitter = jitter
+        self.num_replicas = num_replicas
+        self.rank = rank
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def batches(self) -> list[list[int]]:
-        """The batches of the current epoch (indices into lengths)."""
+        """This rank's batches of the current epoch (indices into lengths)."""
+        batches = self._global_batches()
+        if self.num_replicas == 1:
+            return batches
+        by_length = (sorted(b, key=lambda i: self.lengths[i]) for b in batches if len(b) >= self.num_replicas)
+        return [b[self.rank :: self.num_replicas] for b in by_length]
+
+    def _global_batches(self) -> list[list[int]]:
+        max_frames = self.max_frames * self.num_replicas
+        max_batch_size = self.max_batch_size * self.num_replicas
         lengths = torch.tensor(self.lengths, dtype=torch.float64)
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         if self.shuffle:
@@ -272,7 +359,7 @@ class LengthBucketSampler(torch.utils.data.Sampler[list[int]]):
         batches, current, longest = [], [], 0
         for index in order:
             new_longest = max(longest, self.lengths[index])
-            if current and (new_longest * (len(current) + 1) > self.max_frames or len(current) >= self.max_batch_size):
+            if current and (new_longest * (len(current) + 1) > max_frames or len(current) >= max_batch_size):
                 batches.append(current)
                 current, new_longest = [], self.lengths[index]
             current.append(index)
@@ -298,15 +385,20 @@ def read_transcripts(path: str | os.PathLike) -> dict[str, str]:
     """
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        raw_lines = path.read_bytes().splitlines()
     except OSError as err:
         raise ManifestError(f"{path}: cannot read ({err.strerror})") from None
-    except UnicodeDecodeError:
-        raise ManifestError(f"{path}: not valid UTF-8 text") from None
+    lines: list[str] = []
+    problems: list[str] = []
+    for number, raw in enumerate(raw_lines, start=1):
+        try:
+            lines.append(raw.decode("utf-8-sig" if number == 1 else "utf-8"))
+        except UnicodeDecodeError:
+            problems.append(f"{path}:{number}: not valid UTF-8")
+            lines.append("")
     first = next((line.strip() for line in lines if line.strip()), "")
     is_jsonl = first.startswith("{")
     transcripts: dict[str, str] = {}
-    problems: list[str] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -329,3 +421,19 @@ def read_transcripts(path: str | os.PathLike) -> dict[str, str]:
     if problems:
         raise ManifestError("\n".join(problems))
     return transcripts
+
+
+def read_speakers(path: str | os.PathLike) -> dict[str, str]:
+    """id -> speaker from a JSONL file whose records have a "speaker" field; {} for other files."""
+    speakers: dict[str, str] = {}
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            for line in f:
+                if not line.lstrip().startswith("{"):
+                    return {}
+                record = json.loads(line)
+                if isinstance(record, dict) and record.get("speaker") and "id" in record:
+                    speakers[str(record["id"])] = str(record["speaker"])
+    except (OSError, ValueError):
+        return {}
+    return speakers

@@ -1,23 +1,216 @@
-"""CTC decoding: batched, length-aware greedy search."""
+"""CTC decoding: batched greedy search, beam search with an optional word n-gram LM, word timings.
+
+Beam search is flashlight-text's CTC decoder (through torchaudio.models.decoder.ctc_decoder): a
+maintained C++ prefix beam search with KenLM scoring of ARPA files and an optional lexicon that
+restricts the output to known words. Shallow fusion scores a hypothesis as
+    log P_ctc + lm_weight * log P_lm + word_score * (number of words).
+
+Shapes: log_probs (B, T, V), out_lens (B,). A Hypothesis lists emitted token ids and, for each,
+the output frame it was emitted at.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import torch
 
-from asr.text import BLANK_ID
+from asr.errors import ASRError
+from asr.text import BLANK_ID, SPACE, Vocab
+
+DECODERS = ("greedy", "beam")
+WORD_BOUNDARY = "|"  # flashlight's name for the word separator (our vocabulary's " ")
+CONFIDENCE_WINDOW = 2  # output frames either side of a token's frame searched for its posterior peak
 
 
-def greedy_decode(log_probs: torch.Tensor, out_lens: torch.Tensor, blank_id: int = BLANK_ID) -> list[list[int]]:
-    """Best path per frame, repeats collapsed, blanks dropped, frames past out_lens ignored.
+@dataclass(frozen=True)
+class DecodeConfig:
+    decoder: str = "greedy"  # greedy | beam (beam uses the model's LM and lexicon when it has them)
+    beam_size: int = 50  # hypotheses kept per frame
+    beam_size_token: int | None = None  # tokens tried per frame (None: all)
+    beam_threshold: float = 25.0  # drop hypotheses scoring this much below the best
+    lm_weight: float = 0.0  # alpha: weight of the LM log-probability
+    word_score: float = 0.0  # beta: bonus added per word
 
-    Args:
-        log_probs (B, T, V) (or any scores: only the argmax matters); out_lens (B,).
-    Returns:
-        B lists of token ids.
-    """
+    def __post_init__(self) -> None:
+        if self.decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
+        if self.beam_size < 1:
+            raise ValueError("beam_size must be >= 1")
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    tokens: list[int]  # emitted token ids (no blanks, repeats collapsed)
+    frames: list[int]  # output frame of each token
+
+
+@dataclass(frozen=True)
+class WordTiming:
+    word: str
+    start: float  # seconds
+    end: float  # seconds
+    confidence: float  # mean over the word's tokens of their peak posterior near their frame, in [0, 1]
+
+
+def greedy_search(log_probs: torch.Tensor, out_lens: torch.Tensor, blank_id: int = BLANK_ID) -> list[Hypothesis]:
+    """Best path per frame, repeats collapsed, blanks dropped, frames past out_lens ignored."""
     best = log_probs.argmax(dim=-1)  # (B, T)
     previous = torch.nn.functional.pad(best[:, :-1], (1, 0), value=blank_id)  # (B, T), shifted right
     steps = torch.arange(best.shape[1], device=best.device).unsqueeze(0)
     keep = (best != previous) & (best != blank_id) & (steps < out_lens.to(best.device).unsqueeze(1))
-    best, keep = best.cpu(), keep.cpu()
-    return [row[mask].tolist() for row, mask in zip(best, keep)]
+    best, keep, steps = best.cpu(), keep.cpu(), steps.cpu()[0]
+    return [Hypothesis(row[mask].tolist(), steps[mask].tolist()) for row, mask in zip(best, keep)]
+
+
+def greedy_decode(log_probs: torch.Tensor, out_lens: torch.Tensor, blank_id: int = BLANK_ID) -> list[list[int]]:
+    """Token ids of greedy_search: B lists."""
+    return [h.tokens for h in greedy_search(log_probs, out_lens, blank_id)]
+
+
+class BeamSearchDecoder:
+    """CTC prefix beam search (flashlight-text), optionally with a lexicon and a word ARPA LM.
+
+    lm_arpa and lexicon are the texts themselves (an ARPA file's contents, a list of words), as a
+    checkpoint carries them; they are written to a temporary folder only while flashlight loads them.
+    """
+
+    def __init__(
+        self, vocab: Vocab, config: DecodeConfig, lm_arpa: str | None = None, lexicon: Sequence[str] | None = None
+    ) -> None:
+        try:
+            from torchaudio.models.decoder import ctc_decoder
+        except ImportError as err:  # flashlight-text missing
+            raise ASRError(f"beam search needs the flashlight-text package ({err})") from None
+        if lm_arpa is not None and not lexicon:
+            raise ASRError("a word LM needs a lexicon (the words it can spell)")
+        self.vocab = vocab
+        self.space_id = vocab.tokens.index(SPACE)
+        self.uses_lexicon = bool(lexicon)
+        tokens = [WORD_BOUNDARY if t == SPACE else t for t in vocab.tokens]
+        with tempfile.TemporaryDirectory(prefix="asr-decoder-") as tmp:
+            lexicon_path = lm_path = None
+            if lexicon:
+                lexicon_path = os.path.join(tmp, "lexicon.txt")
+                with open(lexicon_path, "w", encoding="utf-8") as f:
+                    for word in lexicon:
+                        f.write(f"{word} {' '.join(word)} {WORD_BOUNDARY}\n")
+            if lm_arpa is not None:
+                lm_path = os.path.join(tmp, "lm.arpa")
+                with open(lm_path, "w", encoding="utf-8") as f:
+                    f.write(lm_arpa)
+            with _native_output_silenced():  # KenLM prints loading progress bars from C++
+                self.decoder = ctc_decoder(
+                    lexicon=lexicon_path,
+                    tokens=tokens,
+                    lm=lm_path,
+                    nbest=1,
+                    beam_size=config.beam_size,
+                    beam_size_token=config.beam_size_token,
+                    beam_threshold=config.beam_threshold,
+                    lm_weight=config.lm_weight,
+                    word_score=config.word_score,
+                    blank_token=vocab.tokens[BLANK_ID],
+                    sil_token=WORD_BOUNDARY,
+                )
+
+    def __call__(self, log_probs: torch.Tensor, out_lens: torch.Tensor) -> list[Hypothesis]:
+        emissions = log_probs.detach().float().cpu()
+        lens = out_lens.detach().cpu().to(torch.int32)
+        if self.uses_lexicon:
+            emissions, lens = self._end_with_word_boundary(emissions, lens)
+        results = self.decoder(emissions.contiguous(), lens)
+        hypotheses = []
+        for nbest, length in zip(results, out_lens.tolist()):
+            kept = []
+            if nbest:
+                best = nbest[0]
+                for token, frame in zip(best.tokens.tolist(), best.timesteps.tolist()):
+                    if token == BLANK_ID or (token == self.space_id and (not kept or kept[-1][0] == self.space_id)):
+                        continue  # flashlight starts (and ends) with a word boundary; drop those and doubles
+                    kept.append((token, min(frame, length - 1)))
+            while kept and kept[-1][0] == self.space_id:
+                kept.pop()
+            hypotheses.append(Hypothesis([t for t, _ in kept], [f for _, f in kept]))
+        return hypotheses
+
+    def _end_with_word_boundary(self, emissions: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append one frame that is certainly a word boundary after each utterance.
+
+        The lexicon decoder completes a word only at a boundary token, and the model emits none
+        after the last word; without this the last word could never be finished.
+        emissions (B, T, V) -> (B, T + 1, V); lens -> lens + 1.
+        """
+        batch, frames, vocab_size = emissions.shape
+        boundary = torch.full((vocab_size,), -1e4)
+        boundary[self.space_id] = 0.0
+        padded = torch.cat([emissions, emissions.new_full((batch, 1, vocab_size), -1e4)], dim=1)
+        padded[torch.arange(batch), lens.long()] = boundary
+        return padded, lens + 1
+
+
+@contextlib.contextmanager
+def _native_output_silenced():
+    """Send the process's stdout/stderr file descriptors to /dev/null for the duration."""
+    sys.stdout.flush(), sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+
+
+def make_decoder(vocab: Vocab, config: DecodeConfig, lm_arpa: str | None = None, lexicon: Sequence[str] | None = None):
+    """A callable (log_probs (B, T, V), out_lens (B,)) -> [Hypothesis] for config.decoder."""
+    if config.decoder == "greedy":
+        return greedy_search
+    return BeamSearchDecoder(vocab, config, lm_arpa, lexicon)
+
+
+def word_timings(
+    hypothesis: Hypothesis, log_probs: torch.Tensor, vocab: Vocab, frame_seconds: float, duration: float | None = None
+) -> list[WordTiming]:
+    """Words of a hypothesis with start/end times and confidences.
+
+    A word starts at its first token's frame and ends one frame after its last token's frame
+    (clipped to duration). log_probs (T, V) are that utterance's, for the confidences: a token's
+    posterior is its peak within CONFIDENCE_WINDOW frames of its frame, since beam search reports
+    where a token entered the hypothesis, which can sit a frame or two off its CTC spike.
+    """
+    space_id = vocab.tokens.index(SPACE)
+    words: list[WordTiming] = []
+    current: list[tuple[int, int]] = []
+
+    def flush() -> None:
+        if not current:
+            return
+        text = "".join(vocab.tokens[t] for t, _ in current)
+        start, end = current[0][1] * frame_seconds, (current[-1][1] + 1) * frame_seconds
+        if duration is not None:
+            start, end = min(start, duration), min(end, duration)
+        last = log_probs.shape[0] - 1
+        posteriors = [
+            float(log_probs[max(0, f - CONFIDENCE_WINDOW): min(last, f + CONFIDENCE_WINDOW) + 1, t].max().exp())
+            for t, f in current
+        ]
+        words.append(WordTiming(text, round(start, 3), round(end, 3), round(sum(posteriors) / len(posteriors), 4)))
+        current.clear()
+
+    for token, frame in zip(hypothesis.tokens, hypothesis.frames):
+        if token == space_id:
+            flush()
+        else:
+            current.append((token, frame))
+    flush()
+    return words

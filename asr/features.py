@@ -62,7 +62,7 @@ class SpecAugmentConfig:
 
 
 @lru_cache(maxsize=8)
-def _mel_transform(config: FeatureConfig) -> torchaudio.transforms.MelSpectrogram:
+def _mel_transform(config: FeatureConfig, center: bool = True) -> torchaudio.transforms.MelSpectrogram:
     return torchaudio.transforms.MelSpectrogram(
         sample_rate=config.sample_rate,
         n_fft=config.n_fft,
@@ -72,7 +72,7 @@ def _mel_transform(config: FeatureConfig) -> torchaudio.transforms.MelSpectrogra
         f_max=config.f_max,
         n_mels=config.n_mels,
         power=2.0,
-        center=True,
+        center=center,
     )
 
 
@@ -106,6 +106,52 @@ def batch_log_mel(
     feats = (mel + LOG_FLOOR).log().transpose(1, 2).contiguous()
     feat_lens = torch.div(wave_lens, config.hop_length, rounding_mode="floor") + 1
     return feats, feat_lens
+
+
+class StreamingLogMel:
+    """Log-mel of a signal fed in pieces, with the same frames as log_mel on the whole signal.
+
+    log_mel centres frame i on sample i * hop with reflect padding of n_fft // 2 at both ends;
+    this keeps the samples the next frames need and pads the ends the same way.
+        stream = StreamingLogMel(config); [stream.push(block) for block in blocks] + [stream.finish()]
+    Each call returns the new frames (t, n_mels); memory stays bounded by one block.
+    """
+
+    def __init__(self, config: FeatureConfig) -> None:
+        self.config = config
+        self.pad = config.n_fft // 2
+        self.buffer = torch.zeros(0)
+        self.started = False
+
+    def push(self, samples: np.ndarray | torch.Tensor) -> torch.Tensor:
+        self.buffer = torch.cat([self.buffer, torch.as_tensor(samples, dtype=torch.float32)])
+        if not self.started:
+            if self.buffer.numel() <= self.pad:
+                return self._empty()
+            self.buffer = torch.cat([self.buffer[1 : self.pad + 1].flip(0), self.buffer])  # reflect, as log_mel
+            self.started = True
+        return self._frames()
+
+    def finish(self) -> torch.Tensor:
+        """The remaining frames, with the end reflect-padded. Needs more than n_fft // 2 samples in all."""
+        if not self.started:
+            raise ASRError(f"signal too short for streaming features ({self.buffer.numel()} samples)")
+        self.buffer = torch.cat([self.buffer, self.buffer[-self.pad - 1 : -1].flip(0)])
+        return self._frames()
+
+    def _frames(self) -> torch.Tensor:
+        hop, n_fft = self.config.hop_length, self.config.n_fft
+        count = (self.buffer.numel() - n_fft) // hop + 1 if self.buffer.numel() >= n_fft else 0
+        if count <= 0:
+            return self._empty()
+        used = self.buffer[: (count - 1) * hop + n_fft]
+        with torch.no_grad():
+            mel = _mel_transform(self.config, center=False)(used)  # (n_mels, count)
+        self.buffer = self.buffer[count * hop :]
+        return (mel + LOG_FLOOR).log().transpose(0, 1).contiguous()
+
+    def _empty(self) -> torch.Tensor:
+        return torch.zeros(0, self.config.n_mels)
 
 
 @dataclass(frozen=True)

@@ -1,21 +1,29 @@
-"""Audio files -> text with a trained model, in length-sorted batches.
+"""Audio files -> text (and word timings) with a trained model, in length-sorted batches.
 
 A file that cannot be read yields a Transcript with `error` set; the others are still transcribed.
+Output formats: text, jsonl, srt, vtt, ctm (see format_transcript).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
-from asr.audio import find_audio_files, load_audio
+from asr.audio import audio_info, find_audio_files, load_audio, stream_audio
 from asr.checkpoint import LoadedModel
-from asr.decode import greedy_decode
+from asr.decode import DecodeConfig, WordTiming, word_timings
 from asr.errors import ASRError
-from asr.features import log_mel
+from asr.features import StreamingLogMel, log_mel
+from asr.model import AcousticModel
+
+LONG_AUDIO_SECONDS = 60.0  # longer files are streamed and run through the model in windows
+WINDOW_SECONDS = 20.0  # the part of each window whose output is kept
+CONTEXT_SECONDS = 2.0  # extra audio either side of a window, so the bidirectional layers see past its edges
 
 
 @dataclass(frozen=True)
@@ -23,6 +31,7 @@ class Transcript:
     audio: str  # the path as given (or as found under a given directory)
     text: str = ""
     duration: float = 0.0  # seconds
+    words: tuple[WordTiming, ...] = ()
     error: str | None = None  # one line naming the file and the problem
 
 
@@ -49,11 +58,43 @@ def expand_inputs(paths: Iterable[str]) -> list[tuple[str, str | None]]:
 class Transcriber:
     """Runs a LoadedModel over audio files on a device, `batch_size` files at a time."""
 
-    def __init__(self, loaded: LoadedModel, device: str | torch.device = "cpu", batch_size: int = 16) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        device: str | torch.device = "cpu",
+        batch_size: int = 16,
+        decoding: DecodeConfig | None = None,
+    ) -> None:
         self.loaded = loaded
         self.device = torch.device(device)
         self.batch_size = batch_size
+        self.decode = loaded.decoder(decoding)  # the model's own decoding unless overridden
         loaded.model.to(self.device).eval()
+
+    def transcribe_long(self, path: str) -> Transcript:
+        """A long file: streamed features, windowed inference with context, one decoding pass.
+
+        Memory stays bounded by the window size (plus the log-probs, ~13 MB per hour).
+        """
+        config, cmvn = self.loaded.features, self.loaded.cmvn
+        stream, num_samples = StreamingLogMel(config), 0
+
+        def feature_blocks():
+            nonlocal num_samples
+            for samples in stream_audio(path, config.sample_rate):
+                num_samples += len(samples)
+                yield cmvn.apply(stream.push(samples))
+            yield cmvn.apply(stream.finish())
+
+        frame = config.hop_ms / 1000
+        log_probs = windowed_log_probs(
+            self.loaded.model, feature_blocks(), round(WINDOW_SECONDS / frame), round(CONTEXT_SECONDS / frame),
+            self.device,
+        )
+        duration = num_samples / config.sample_rate
+        (hypothesis,) = self.decode(log_probs.unsqueeze(0), torch.tensor([log_probs.shape[0]]))
+        words = word_timings(hypothesis, log_probs, self.loaded.vocab, self.loaded.frame_seconds, duration)
+        return Transcript(path, self.loaded.vocab.decode(hypothesis.tokens), duration, tuple(words))
 
     def features(self, path: str) -> tuple[torch.Tensor, float]:
         """Normalised log-mel feats (T, F) of one file and its duration in seconds."""
@@ -62,12 +103,35 @@ class Transcriber:
         return self.loaded.cmvn.apply(log_mel(samples, config)), len(samples) / config.sample_rate
 
     @torch.no_grad()
-    def decode_features(self, feats: Sequence[torch.Tensor]) -> list[str]:
-        """Greedy transcripts of normalised feats [(T, F)], in one padded batch."""
+    def log_probs(self, paths: Sequence[str]) -> list[torch.Tensor]:
+        """Model log-probs (T', V) on the CPU for each file, batched by length (errors raise)."""
+        feats = [self.features(p)[0] for p in paths]
+        order = sorted(range(len(feats)), key=lambda i: feats[i].shape[0])
+        out: list[torch.Tensor | None] = [None] * len(feats)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start:start + self.batch_size]
+            padded = torch.nn.utils.rnn.pad_sequence([feats[i] for i in chunk], batch_first=True).to(self.device)
+            lens = torch.tensor([feats[i].shape[0] for i in chunk], device=self.device)
+            log_probs, out_lens = self.loaded.model(padded, lens)
+            for row, i in enumerate(chunk):
+                out[i] = log_probs[row, : out_lens[row]].float().cpu()
+        return out  # type: ignore[return-value]
+
+    @torch.no_grad()
+    def decode_features(
+        self, feats: Sequence[torch.Tensor], durations: Sequence[float] | None = None
+    ) -> list[tuple[str, list[WordTiming]]]:
+        """(text, word timings) for normalised feats [(T, F)], decoded as one padded batch."""
         padded = torch.nn.utils.rnn.pad_sequence(list(feats), batch_first=True).to(self.device)
         lens = torch.tensor([f.shape[0] for f in feats], device=self.device)
         log_probs, out_lens = self.loaded.model(padded, lens)
-        return [self.loaded.vocab.decode(ids) for ids in greedy_decode(log_probs, out_lens)]
+        log_probs = log_probs.float().cpu()
+        results = []
+        for i, hypothesis in enumerate(self.decode(log_probs, out_lens)):
+            duration = durations[i] if durations is not None else None
+            words = word_timings(hypothesis, log_probs[i], self.loaded.vocab, self.loaded.frame_seconds, duration)
+            results.append((self.loaded.vocab.decode(hypothesis.tokens), words))
+        return results
 
     def transcribe(self, inputs: Iterable[tuple[str, str | None]]) -> Iterator[Transcript]:
         """(path, error-or-None) pairs (see expand_inputs) -> Transcripts, in input order."""
@@ -88,6 +152,10 @@ class Transcriber:
                 results[index] = Transcript(audio=path, error=error)
                 continue
             try:
+                num_samples, rate = audio_info(path)
+                if num_samples / rate > LONG_AUDIO_SECONDS:
+                    results[index] = self.transcribe_long(path)
+                    continue
                 feats, duration = self.features(path)
             except ASRError as err:
                 results[index] = Transcript(audio=path, error=str(err))
@@ -95,7 +163,120 @@ class Transcriber:
             ready.append((index, feats, duration))
         ready.sort(key=lambda item: item[1].shape[0])
         if ready:
-            texts = self.decode_features([feats for _, feats, _ in ready])
-            for (index, _, duration), text in zip(ready, texts):
-                results[index] = Transcript(audio=group[index][0], text=text, duration=duration)
+            decoded = self.decode_features([f for _, f, _ in ready], [d for _, _, d in ready])
+            for (index, _, duration), (text, words) in zip(ready, decoded):
+                results[index] = Transcript(group[index][0], text, duration, tuple(words))
         return results  # type: ignore[return-value]
+
+
+@torch.no_grad()
+def windowed_log_probs(
+    model: AcousticModel,
+    feat_blocks: Iterable[torch.Tensor],
+    window_frames: int,
+    context_frames: int,
+    device: torch.device | str = "cpu",
+    windows_per_batch: int = 4,
+) -> torch.Tensor:
+    """Run the model over a stream of feature blocks [(t, F)] in overlapping windows.
+
+    Each window keeps the output of its `window_frames` core and sees `context_frames` of input
+    either side (fewer at the ends); both are rounded up to whole stacked frames. Windows run in
+    padded batches. Returns log_probs (T', V) on the CPU, T' = ceil(T / frame_stack), matching
+    a whole-file pass wherever the context is long enough for the recurrent state to settle.
+    """
+    stack = model.config.frame_stack
+    core_size = -(-window_frames // stack) * stack
+    context = -(-context_frames // stack) * stack
+    buffer, buffer_start, next_core = None, 0, 0
+    pending: list[tuple[torch.Tensor, int, int]] = []  # (window feats, left context, core length)
+    outputs: list[torch.Tensor] = []
+
+    def run_pending() -> None:
+        windows = [w for w, _, _ in pending]
+        padded = torch.nn.utils.rnn.pad_sequence(windows, batch_first=True).to(device)
+        lens = torch.tensor([w.shape[0] for w in windows], device=device)
+        log_probs, _ = model(padded, lens)
+        for row, (_, left, core) in enumerate(pending):
+            start = left // stack
+            outputs.append(log_probs[row, start : start + -(-core // stack)].float().cpu())
+        pending.clear()
+
+    def cut_windows(final: bool) -> None:
+        nonlocal buffer, buffer_start, next_core
+        available = buffer_start + (buffer.shape[0] if buffer is not None else 0)
+        while next_core < available and (final or available >= next_core + core_size + context):
+            low = max(0, next_core - context)
+            high = min(available, next_core + core_size + context)
+            core = min(next_core + core_size, available) - next_core
+            pending.append((buffer[low - buffer_start : high - buffer_start], next_core - low, core))
+            next_core += core_size
+            drop = max(0, next_core - context - buffer_start)
+            buffer, buffer_start = buffer[drop:], buffer_start + drop
+            if len(pending) == windows_per_batch:
+                run_pending()
+
+    for block in feat_blocks:
+        if block.shape[0] == 0:
+            continue
+        buffer = block if buffer is None else torch.cat([buffer, block])
+        cut_windows(final=False)
+    if buffer is None:
+        raise ASRError("no audio frames to transcribe")
+    cut_windows(final=True)
+    if pending:
+        run_pending()
+    return torch.cat(outputs)
+
+
+FORMATS = ("text", "jsonl", "srt", "vtt", "ctm")
+CUE_MAX_WORDS = 10  # subtitle cues break after this many words ...
+CUE_MAX_GAP = 0.6  # ... or at a pause longer than this (seconds)
+
+
+def format_transcript(transcript: Transcript, fmt: str) -> str:
+    """One transcript as text in `fmt` (no trailing newline for line formats, full document for srt/vtt)."""
+    if fmt == "text":
+        return f"{transcript.audio}\t{transcript.text}"
+    if fmt == "jsonl":
+        record = {
+            "audio": transcript.audio,
+            "text": transcript.text,
+            "words": [{"word": w.word, "start": w.start, "end": w.end, "confidence": w.confidence} for w in transcript.words],
+            "duration": round(transcript.duration, 3),
+        }
+        return json.dumps(record, ensure_ascii=False)
+    if fmt == "ctm":  # NIST CTM: <file> <channel> <start> <duration> <word> <confidence>
+        name = Path(transcript.audio).stem
+        return "\n".join(
+            f"{name} 1 {w.start:.2f} {w.end - w.start:.2f} {w.word} {w.confidence:.2f}" for w in transcript.words
+        )
+    if fmt in ("srt", "vtt"):
+        cues = []
+        for number, words in enumerate(subtitle_cues(transcript.words), start=1):
+            span = f"{_timestamp(words[0].start, fmt)} --> {_timestamp(words[-1].end, fmt)}"
+            text = " ".join(w.word for w in words)
+            cues.append(f"{number}\n{span}\n{text}\n" if fmt == "srt" else f"{span}\n{text}\n")
+        header = "WEBVTT\n\n" if fmt == "vtt" else ""
+        return header + "\n".join(cues)
+    raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
+
+
+def subtitle_cues(words: Sequence[WordTiming]) -> list[list[WordTiming]]:
+    """Group words into cues at pauses longer than CUE_MAX_GAP or every CUE_MAX_WORDS words."""
+    cues: list[list[WordTiming]] = []
+    for word in words:
+        if cues and len(cues[-1]) < CUE_MAX_WORDS and word.start - cues[-1][-1].end <= CUE_MAX_GAP:
+            cues[-1].append(word)
+        else:
+            cues.append([word])
+    return cues
+
+
+def _timestamp(seconds: float, fmt: str) -> str:
+    millis = round(seconds * 1000)
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    secs, millis = divmod(millis, 1000)
+    separator = "," if fmt == "srt" else "."
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"

@@ -1,22 +1,49 @@
-"""Shared fixtures: the AN4 corpus (skipped when absent) and generated audio."""
+"""Shared fixtures: the AN4 corpus (skipped when absent), generated audio, a random-weight model."""
 
 from __future__ import annotations
 
+import csv
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
+import yaml
 
+from asr.audio import audio_info
+from asr.checkpoint import checkpoint_payload, save_checkpoint
+from asr.config import to_dict
 from asr.data import Utterance, compute_features, write_manifest
-from asr.features import SpecAugmentConfig, compute_cmvn
-from asr.model import ModelConfig
+from asr.features import Cmvn, FeatureConfig, SpecAugmentConfig, compute_cmvn
+from asr.model import AcousticModel, ModelConfig
 from asr.text import Vocab
 from asr.train import DataConfig, RunConfig, TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]
 AN4 = Path(os.environ.get("AN4_DIR", REPO.parent / "shared" / "data" / "an4"))
+ASR = str(Path(sys.executable).with_name("asr"))
+
+
+def run_asr(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """The `asr` console script as a user runs it."""
+    return subprocess.run([ASR, *args], capture_output=True, encoding="utf-8", cwd=cwd, timeout=300)
+
+
+@pytest.fixture(scope="session")
+def untrained_model(tmp_path_factory) -> Path:
+    """A random-weight checkpoint: enough to exercise the command line, not to recognise speech."""
+    torch.manual_seed(0)
+    features = FeatureConfig()
+    vocab = Vocab.from_texts(["ABC"])
+    model = AcousticModel(ModelConfig(num_layers=1, hidden_size=16), features.n_mels, len(vocab))
+    cmvn = Cmvn(mean=(0.0,) * features.n_mels, std=(1.0,) * features.n_mels)
+    path = tmp_path_factory.mktemp("model") / "model.pt"
+    save_checkpoint(path, checkpoint_payload(model, features, cmvn, vocab))
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -51,10 +78,35 @@ OVERFIT_SET = {
 
 def make_experiment(tmp_path: Path, an4_dir: Path, ids=OVERFIT_SET) -> DataConfig:
     """Manifest, vocab and CMVN for a few AN4 utterances; train = dev."""
-    utterances = [
-        Utterance(utt_id, str(an4_dir / "wav" / "an4_clstk" / speaker / f"{utt_id}.wav"), 1.0, text, speaker)
+    audio = {utt_id: an4_dir / "wav" / "an4_clstk" / speaker / f"{utt_id}.wav" for utt_id, (speaker, _) in ids.items()}
+    return experiment_files(tmp_path, [
+        Utterance(utt_id, str(audio[utt_id]), seconds(audio[utt_id]), text, speaker)
         for utt_id, (speaker, text) in ids.items()
-    ]
+    ])
+
+
+# Six generated "utterances" (tones of different lengths and pitches): trains like speech, needs no corpus.
+TONE_SET = {"t1": "YES", "t2": "GO", "t3": "A M Y", "t4": "NO", "t5": "ONE TWO", "t6": "SIX"}
+
+
+def make_tone_experiment(tmp_path: Path, texts=TONE_SET) -> DataConfig:
+    """Like make_experiment, on tones of 0.5-1.0 s written to tmp_path/audio."""
+    (tmp_path / "audio").mkdir(exist_ok=True)
+    utterances = []
+    for n, (utt_id, text) in enumerate(texts.items()):
+        path = tmp_path / "audio" / f"{utt_id}.wav"
+        write_tone(path, seconds=0.5 + 0.1 * (n % 6), freq=200.0 + 80 * n)
+        utterances.append(Utterance(utt_id, str(path), seconds(path), text, f"spk{n % 2}"))
+    return experiment_files(tmp_path, utterances)
+
+
+def seconds(path: Path) -> float:
+    frames, rate = audio_info(path)
+    return round(frames / rate, 3)
+
+
+def experiment_files(tmp_path: Path, utterances: list[Utterance]) -> DataConfig:
+    """train.jsonl (also the dev set), vocab.json and cmvn.json for `utterances` in tmp_path."""
     manifest = tmp_path / "train.jsonl"
     write_manifest(manifest, utterances)
     vocab_path, cmvn_path = tmp_path / "vocab.json", tmp_path / "cmvn.json"
@@ -77,6 +129,12 @@ def tiny_config(data: DataConfig, out_dir: Path, **train_overrides) -> RunConfig
         model=ModelConfig(cell="lstm", num_layers=2, hidden_size=96, dropout=0.0, frame_stack=2),
         train=TrainConfig(**train_settings),
     )
+
+
+def write_config(path: Path, config: RunConfig) -> Path:
+    """A RunConfig as the YAML file `asr train --config` reads."""
+    path.write_text(yaml.safe_dump(to_dict(config), sort_keys=False), encoding="utf-8")
+    return path
 
 
 def read_metric(out_dir: Path, name: str) -> list[float]:

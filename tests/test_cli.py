@@ -3,38 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from asr.checkpoint import checkpoint_payload, save_checkpoint
-from asr.features import Cmvn, FeatureConfig
-from asr.model import AcousticModel, ModelConfig
-from asr.text import Vocab
-
-from .conftest import OVERFIT_SET, write_tone
-
-ASR = str(Path(sys.executable).with_name("asr"))
-
-
-def run_asr(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([ASR, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
-
-
-@pytest.fixture(scope="module")
-def untrained_model(tmp_path_factory) -> Path:
-    """A random-weight checkpoint: enough to exercise the command line, not to recognise speech."""
-    torch.manual_seed(0)
-    features = FeatureConfig()
-    vocab = Vocab.from_texts(["ABC"])
-    model = AcousticModel(ModelConfig(num_layers=1, hidden_size=16), features.n_mels, len(vocab))
-    cmvn = Cmvn(mean=(0.0,) * features.n_mels, std=(1.0,) * features.n_mels)
-    path = tmp_path_factory.mktemp("model") / "model.pt"
-    save_checkpoint(path, checkpoint_payload(model, features, cmvn, vocab))
-    return path
+from .conftest import OVERFIT_SET, run_asr, write_tone
 
 
 def test_console_script_is_installed_and_shows_help():

@@ -15,7 +15,7 @@ from asr.features import SpecAugmentConfig
 from asr.train import RunConfig, TrainConfig, ctc_min_frames, lr_factor, train
 from asr.transcribe import Transcriber
 
-from .conftest import OVERFIT_SET, make_experiment, tiny_config
+from .conftest import OVERFIT_SET, make_experiment, make_tone_experiment, tiny_config
 
 
 def test_lr_factor_warms_up_then_decays_to_final_ratio():
@@ -45,6 +45,9 @@ def test_model_overfits_real_an4_utterances_and_decodes_them(overfit_model, an4_
     losses = read_metric(best.parent, "loss")
     assert losses[-1] < 0.1 * losses[0], f"loss did not fall enough: {losses[0]:.2f} -> {losses[-1]:.2f}"
     assert read_metric(best.parent, "dev_wer")[-1] == 0.0
+    for layer in ("grad_norm_layer1", "grad_norm_layer2", "grad_norm_output"):
+        norms = read_metric(best.parent, layer)
+        assert len(norms) == len(losses) and all(n > 0 for n in norms), layer
 
     transcriber = Transcriber(load_model(best))
     paths = [(str(an4_dir / "wav" / "an4_clstk" / spk / f"{i}.wav"), None) for i, (spk, _) in OVERFIT_SET.items()]
@@ -109,3 +112,22 @@ def test_unwritable_output_directory_fails_before_training(tmp_path):
     config = RunConfig(train=TrainConfig(out_dir=str(blocker / "run")))
     with pytest.raises(train_module.ASRError, match="not writable"):
         train(config, progress=False)
+
+
+def test_average_of_the_last_epochs_is_saved_and_kept_when_better(tmp_path):
+    data = make_tone_experiment(tmp_path)
+    config = tiny_config(data, tmp_path / "run", epochs=4, average_last=3, lr=3e-3)
+    train(config, progress=False)
+    run = tmp_path / "run"
+    epochs = [read_checkpoint(run / f"epoch{n}.pt")["model"] for n in (2, 3, 4)]
+    assert not (run / "epoch1.pt").exists()
+    averaged = read_checkpoint(run / "averaged.pt")["model"]
+    for name, tensor in averaged.items():
+        expected = sum(e[name].double() for e in epochs) / 3
+        torch.testing.assert_close(tensor, expected.float())
+    averaged_score = (read_metric(run, "averaged_dev_wer"), read_metric(run, "averaged_dev_cer"))
+    assert len(averaged_score[0]) == 1
+    best_epoch = min(zip(read_metric(run, "dev_wer"), read_metric(run, "dev_cer")))
+    best = read_checkpoint(run / "best.pt")
+    best_is_average = all(torch.equal(best["model"][k], averaged[k]) for k in averaged)
+    assert best_is_average == ((averaged_score[0][0], averaged_score[1][0]) < best_epoch)  # ties keep the epoch

@@ -1,17 +1,15 @@
 #!/usr/bin/env bash
-# AN4 end to end: data -> manifests -> vocab + CMVN -> train -> decode + score -> RESULTS.md
+# AN4 end to end: data -> manifests -> vocab + CMVN + LM -> train -> decode + score -> RESULTS.md
 #
 #   bash recipes/an4/run.sh [--stage N] [--stop-stage M] [--data-dir DIR] [--config conf/an4_blstm.yaml]
 #                           [--exp-dir exp/an4] [--dev-speakers 6] [--overrides "train.epochs=10 train.device=cpu"]
 #
-# Stages: 0 obtain data, 1 manifests, 2 vocab + CMVN stats, 3 train, 4 decode + score.
+# Stages: 0 obtain data, 1 manifests, 2 vocab + CMVN stats + word LM, 3 train,
+#         4 tune the LM weights on dev, decode (greedy, beam, beam + LM) and score.
 # Each stage skips work that is already done, so a killed recipe resumes where it stopped.
 # Runs from any folder (relative --data-dir/--exp-dir are taken from the caller's folder);
 # --exp-dir defaults to exp/an4 in the repository root.
 set -euo pipefail
-
-caller=$PWD
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
 stage=0
 stop_stage=4
@@ -32,20 +30,29 @@ while [ $# -gt 0 ]; do
     --overrides) overrides=$2; shift 2 ;;
     --exp-dir) exp=$2; shift 2 ;;
     --dev-speakers) dev_speakers=$2; shift 2 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 
+caller=$PWD
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 absolute() { case "$1" in /*) echo "$1" ;; *) echo "$caller/$1" ;; esac; }
 [ -z "$data_dir" ] || data_dir=$(absolute "$data_dir")
 [ "$exp" = exp/an4 ] || exp=$(absolute "$exp")
 config_arg=$config
 if [ -f "$(absolute "$config")" ]; then config=$(absolute "$config"); else config=$root/$config; fi
 cd "$root"
+# shellcheck source=../lib/stages.sh
+. recipes/lib/stages.sh
+
 data=$exp/data
 run_name=$(basename "$config" .yaml); run_name=${run_name#an4_}
 run_dir=$exp/$run_name
+train_split=train
+dev_split=dev
+eval_splits="dev test"
+recipe_command="bash recipes/an4/run.sh --config $config_arg${overrides:+ --overrides \"$overrides\"}"
 mkdir -p "$data" "$run_dir"
 
 is_an4() { [ -f "$1/etc/an4_train.fileids" ] && [ -f "$1/etc/an4_test.transcription" ]; }
@@ -85,41 +92,16 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-  echo "Stage 2: vocabulary and CMVN stats"
-  if [ -f "$data/.stats.done" ]; then
-    echo "  already done ($data/vocab.json, $data/cmvn.json)"
-  else
-    $python -m asr vocab --manifest "$data/train.jsonl" --out "$data/vocab.json"
-    $python -m asr cmvn --manifest "$data/train.jsonl" --config "$config" --out "$data/cmvn.json"
-    touch "$data/.stats.done"
-  fi
+  echo "Stage 2: vocabulary, CMVN stats and word LM (from training transcripts only)"
+  stage_stats
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   echo "Stage 3: train ($config -> $run_dir)"
-  if [ -f "$run_dir/.train.done" ]; then
-    echo "  already done ($run_dir/best.pt)"
-  else
-    start=$(date +%s)
-    # shellcheck disable=SC2086  # overrides are separate KEY=VALUE words
-    $python -m asr train --config "$config" --resume --no-progress train.out_dir="$run_dir" \
-      data.train_manifest="$data/train.jsonl" data.dev_manifest="$data/dev.jsonl" \
-      data.vocab="$data/vocab.json" data.cmvn="$data/cmvn.json" $overrides \
-      2>&1 | tee -a "$run_dir/train.log"
-    echo $(( $(date +%s) - start + $(cat "$run_dir/train_seconds" 2>/dev/null || echo 0) )) > "$run_dir/train_seconds"
-    touch "$run_dir/.train.done"
-  fi
+  stage_train
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-  echo "Stage 4: decode and score"
-  for split in dev test; do
-    $python -m asr decode --model "$run_dir/best.pt" --manifest "$data/$split.jsonl" \
-      --out "$run_dir/hyp_$split.jsonl" --stats "$run_dir/decode_$split.json"
-    $python -m asr score --ref "$data/$split.jsonl" --hyp "$run_dir/hyp_$split.jsonl" \
-      --json "$run_dir/score_$split.json" | tee "$run_dir/score_$split.txt"
-  done
-  $python recipes/an4/local/write_results.py --run-dir "$run_dir" --config "$config_arg" \
-    --command "bash recipes/an4/run.sh --config $config_arg${overrides:+ --overrides \"$overrides\"}"
-  cat "$run_dir/RESULTS.md"
+  echo "Stage 4: tune LM weights on dev, decode and score"
+  stage_score
 fi

@@ -41,27 +41,66 @@ def find_audio(wav_dir: Path, fileid: str) -> Path:
     raise ASRError(f"{wav_dir / fileid}.{{wav,sph}}: audio file not found")
 
 
+def read_lines(path: Path, problems: list[str]) -> list[tuple[int, str]]:
+    """(line number, line) for the non-empty lines of a text file; lines that are not UTF-8 go to problems."""
+    try:
+        raw_lines = path.read_bytes().splitlines()
+    except OSError as err:
+        raise ASRError(f"{path}: cannot read ({err.strerror})") from None
+    lines = []
+    for number, raw in enumerate(raw_lines, start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            problems.append(f"{path}:{number}: not valid UTF-8")
+            continue
+        if line.strip():
+            lines.append((number, line.strip()))
+    return lines
+
+
 def read_split(data_dir: Path, split: str) -> list[Utterance]:
+    """The utterances of one split. Raises ASRError listing every problem (one per line), not just the first."""
     etc = data_dir / "etc"
     fileids_path, trans_path = etc / f"an4_{split}.fileids", etc / f"an4_{split}.transcription"
     for path in (fileids_path, trans_path):
         if not path.is_file():
             raise ASRError(f"{path}: missing; is {data_dir} an AN4 folder (etc/ and wav/)?")
-    fileids = [line.strip() for line in fileids_path.read_text().splitlines() if line.strip()]
-    texts = {}
-    for number, line in enumerate(trans_path.read_text().splitlines(), start=1):
-        if line.strip():
+    problems: list[str] = []
+    texts: dict[str, str] = {}
+    for number, line in read_lines(trans_path, problems):
+        try:
             utt_id, text = parse_transcription(line, f"{trans_path}:{number}")
-            texts[utt_id] = text
-    utterances = []
-    for fileid in fileids:
+        except ASRError as err:
+            problems.append(str(err))
+            continue
+        if utt_id in texts:
+            problems.append(f"{trans_path}:{number}: second transcription for {utt_id}")
+            continue
+        texts[utt_id] = text
+    utterances, seen = [], set()
+    for number, fileid in read_lines(fileids_path, problems):
         utt_id = Path(fileid).name
+        if utt_id in seen:
+            problems.append(f"{fileids_path}:{number}: {fileid} is listed twice")
+            continue
+        seen.add(utt_id)
         if utt_id not in texts:
-            raise ASRError(f"{trans_path}: no transcription for {utt_id}")
-        audio = find_audio(data_dir / "wav", fileid)
-        frames, rate = audio_info(audio)
+            problems.append(f"{trans_path}: no transcription for {utt_id}")
+            continue
+        try:
+            audio = find_audio(data_dir / "wav", fileid)
+            frames, rate = audio_info(audio)
+        except ASRError as err:
+            problems.append(str(err))
+            continue
+        if frames == 0:
+            problems.append(f"{audio}: contains no audio samples (zero length)")
+            continue
         speaker = Path(fileid).parent.name
         utterances.append(Utterance(utt_id, str(audio.resolve()), round(frames / rate, 3), texts[utt_id], speaker))
+    if problems:
+        raise ASRError("\n".join(problems))
     return utterances
 
 
@@ -81,12 +120,23 @@ def main() -> int:
     parser.add_argument("--out-dir", required=True, type=Path)
     parser.add_argument("--dev-speakers", type=int, default=6)
     args = parser.parse_args()
-    try:
-        train_all, test = read_split(args.data_dir, "train"), read_split(args.data_dir, "test")
-        train, dev = split_dev(train_all, args.dev_speakers)
-    except ASRError as err:
-        print(f"prepare.py: error: {err}", file=sys.stderr)
+    problems, splits = [], {}
+    for split in ("train", "test"):  # every problem of both splits in one go
+        try:
+            splits[split] = read_split(args.data_dir, split)
+        except ASRError as err:
+            problems.extend(str(err).splitlines())
+    if not problems:
+        try:
+            train, dev = split_dev(splits["train"], args.dev_speakers)
+        except ASRError as err:
+            problems.append(str(err))
+    if problems:
+        for problem in problems:
+            print(f"prepare.py: error: {problem}", file=sys.stderr)
+        print(f"prepare.py: {len(problems)} problem(s), no manifests written", file=sys.stderr)
         return 1
+    test = splits["test"]
     args.out_dir.mkdir(parents=True, exist_ok=True)
     for name, utterances in (("train", train), ("dev", dev), ("test", test)):
         write_manifest(args.out_dir / f"{name}.jsonl", utterances)

@@ -1,4 +1,4 @@
-"""Write <run-dir>/RESULTS.md from stage 4's score and timing files."""
+"""Write <run-dir>/RESULTS.md from the scoring stage's files (recipes/lib/stages.sh: stage_score)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from pathlib import Path
 import torch
 
 from asr.checkpoint import model_from_payload, read_checkpoint
+
+
+DECODINGS = (("greedy", "greedy"), ("beam", "beam, no LM"), ("beam_lm", "beam + 3-gram LM"))
 
 
 def cpu_name() -> str:
@@ -27,6 +30,7 @@ def main() -> None:
     parser.add_argument("--run-dir", required=True, type=Path)
     parser.add_argument("--config", required=True)
     parser.add_argument("--command", required=True)
+    parser.add_argument("--splits", nargs="+", default=["dev", "test"], help="evaluation manifests, in table order")
     args = parser.parse_args()
     run = args.run_dir
 
@@ -38,17 +42,20 @@ def main() -> None:
     device = "GPU: " + torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU: {cpu_name()}"
 
     rows = []
-    for split in ("dev", "test"):
-        score = json.loads((run / f"score_{split}.json").read_text())
-        decode = json.loads((run / f"decode_{split}.json").read_text())
-        w, c = score["words"], score["chars"]
-        rows.append(
-            f"| {split} | greedy | {score['utterances']} | {100 * score['wer']:.2f} | {100 * score['cer']:.2f} "
-            f"| {w['substitutions']}/{w['deletions']}/{w['insertions']} | {decode['rtf']:.4f} |"
-        )
+    for split in args.splits:
+        for decoding, label in DECODINGS:
+            score = json.loads((run / f"score_{split}_{decoding}.json").read_text())
+            decode = json.loads((run / f"decode_{split}_{decoding}.json").read_text())
+            w = score["words"]
+            rows.append(
+                f"| {split} | {label} | {score['utterances']} | {100 * score['wer']:.2f} | {100 * score['cer']:.2f} "
+                f"| {w['substitutions']}/{w['deletions']}/{w['insertions']} | {decode['rtf']:.4f} |"
+            )
+    threads = json.loads((run / f"decode_{args.splits[-1]}_greedy.json").read_text())["threads"]
+    tuned = model_from_payload(read_checkpoint(run / "best_lm.pt"), run / "best_lm.pt").decoding
     cfg = model.config
     lines = [
-        f"# AN4 results: {run.name}",
+        f"# {run.parent.name} results: {run.name}",
         "",
         f"Model: {cfg.num_layers} x {cfg.hidden_size} {'bidirectional ' if cfg.bidirectional else ''}{cfg.cell.upper()}, "
         f"layer norm {'on' if cfg.layer_norm else 'off'}, frame stack {cfg.frame_stack}, "
@@ -59,9 +66,12 @@ def main() -> None:
         "|---|---|---|---|---|---|---|",
         *rows,
         "",
+        f"Beam search: flashlight-text, beam {tuned.beam_size}; LM: word 3-gram (modified Kneser-Ney) from the "
+        f"training transcripts, lexicon of training words; lm_weight {tuned.lm_weight:g} and word_score "
+        f"{tuned.word_score:g} chosen on dev by `asr tune-lm`.",
         f"Training time: {train_seconds} s" if train_seconds is not None else "Training time: unknown",
-        f"Machine: {device}, {torch.get_num_threads()} torch threads; torch {torch.__version__}, Python {platform.python_version()}.",
-        f"Decode RTF = decoding seconds / audio seconds for `asr decode` (batched, model loaded), on the machine above.",
+        f"Machine: {device}, {threads} torch threads; torch {torch.__version__}, Python {platform.python_version()}.",
+        "Decode RTF = seconds / audio seconds of `asr decode` once the model is loaded (features, batched model, decoding).",
         "",
         f"Command: `{args.command}`",
         "",

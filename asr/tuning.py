@@ -1,0 +1,49 @@
+"""Grid search of the LM weight (alpha) and word score (beta) for beam search + LM on a dev set."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+
+import torch
+
+from asr.decode import DecodeConfig, make_decoder
+from asr.metrics import ErrorReport, error_rates
+from asr.text import Vocab
+
+
+def decode_all(decode, emissions: Sequence[torch.Tensor], vocab: Vocab) -> list[str]:
+    """Texts for per-utterance log-probs [(T, V)] with a decoder from make_decoder."""
+    texts = []
+    for log_probs in emissions:
+        (hypothesis,) = decode(log_probs.unsqueeze(0), torch.tensor([log_probs.shape[0]]))
+        texts.append(vocab.decode(hypothesis.tokens))
+    return texts
+
+
+def tune_lm(
+    emissions: Sequence[torch.Tensor],
+    references: Sequence[str],
+    vocab: Vocab,
+    lm_arpa: str,
+    lexicon: Sequence[str],
+    lm_weights: Iterable[float],
+    word_scores: Iterable[float],
+    base: DecodeConfig = DecodeConfig(decoder="beam"),
+    report=None,
+) -> list[tuple[DecodeConfig, ErrorReport]]:
+    """Score every (lm_weight, word_score) pair; returns all results, best (lowest WER, then CER) first.
+
+    `report(config, result)` is called after each point, e.g. to print progress.
+    """
+    word_scores = list(word_scores)
+    results = []
+    for alpha in lm_weights:
+        for beta in word_scores:
+            config = replace(base, decoder="beam", lm_weight=alpha, word_score=beta)
+            decode = make_decoder(vocab, config, lm_arpa, lexicon)
+            result = error_rates(references, decode_all(decode, emissions, vocab))
+            results.append((config, result))
+            if report is not None:
+                report(config, result)
+    return sorted(results, key=lambda item: (item[1].wer, item[1].cer))

@@ -1,0 +1,67 @@
+# Generic recipe stages, sourced by recipes/<dataset>/run.sh after it has set:
+#   python, config, config_arg, overrides, data (manifests folder), run_dir,
+#   train_split, dev_split, eval_splits (space-separated manifest names in $data),
+#   recipe_command (how the recipe was called, for RESULTS.md)
+# and optionally stats_dir (where vocab, CMVN and LM go; default $data) and train_launcher
+# (default "$python -m asr"; e.g. "torchrun --nproc_per_node 8 -m asr").
+# Each stage skips finished work (.done markers, --resume, existing files).
+
+stage_stats() {  # vocabulary, CMVN stats and word LM from the training transcripts only
+  local stats=${stats_dir:-$data}
+  if [ -f "$stats/.stats.done" ]; then
+    echo "  already done ($stats/vocab.json, $stats/cmvn.json, $stats/lm/)"
+    return
+  fi
+  mkdir -p "$stats"
+  $python -m asr vocab --manifest "$data/$train_split.jsonl" --out "$stats/vocab.json"
+  $python -m asr cmvn --manifest "$data/$train_split.jsonl" --config "$config" --out "$stats/cmvn.json"
+  $python -m asr lm --manifest "$data/$train_split.jsonl" --order 3 --out-dir "$stats/lm"
+  touch "$stats/.stats.done"
+}
+
+stage_train() {  # asr train --resume: a killed run continues from its last checkpoint
+  if [ -f "$run_dir/.train.done" ]; then
+    echo "  already done ($run_dir/best.pt)"
+    return
+  fi
+  local start
+  start=$(date +%s)
+  # shellcheck disable=SC2086  # launcher and overrides are separate words
+  if ! ${train_launcher:-$python -m asr} train --config "$config" --resume --no-progress train.out_dir="$run_dir" \
+      data.train_manifest="$data/$train_split.jsonl" data.dev_manifest="$data/$dev_split.jsonl" \
+      data.vocab="${stats_dir:-$data}/vocab.json" data.cmvn="${stats_dir:-$data}/cmvn.json" $overrides \
+      2>&1 | tee -a "$run_dir/train.log"; then
+    echo "run.sh: training failed (see $run_dir/train.log); run again to resume" >&2
+    exit 1
+  fi
+  echo $(( $(date +%s) - start + $(cat "$run_dir/train_seconds" 2>/dev/null || echo 0) )) > "$run_dir/train_seconds"
+  touch "$run_dir/.train.done"
+}
+
+stage_score() {  # tune LM weights on dev, then greedy / beam / beam + LM on every evaluation split
+  if [ ! -f "$run_dir/best_lm.pt" ]; then
+    $python -m asr tune-lm --model "$run_dir/best.pt" --manifest "$data/$dev_split.jsonl" \
+      --lm "${stats_dir:-$data}/lm/lm.arpa" --lexicon "${stats_dir:-$data}/lm/lexicon.txt" --out "$run_dir/best_lm.pt" \
+      | tee "$run_dir/tune_lm.txt"
+  fi
+  local split decoding model decoder name
+  for split in $eval_splits; do
+    for decoding in greedy beam beam_lm; do
+      case $decoding in
+        greedy) model=best.pt; decoder=greedy ;;
+        beam) model=best.pt; decoder=beam ;;
+        beam_lm) model=best_lm.pt; decoder=beam ;;
+      esac
+      name=${split}_${decoding}
+      $python -m asr decode --model "$run_dir/$model" --decoder $decoder --manifest "$data/$split.jsonl" \
+        --out "$run_dir/hyp_$name.jsonl" --stats "$run_dir/decode_$name.json"
+      $python -m asr score --ref "$data/$split.jsonl" --hyp "$run_dir/hyp_$name.jsonl" \
+        --json "$run_dir/score_$name.json" --report "$run_dir/report_$name.txt" > "$run_dir/score_$name.txt"
+      echo "  $name: $(head -n 1 "$run_dir/score_$name.txt")"
+    done
+  done
+  # shellcheck disable=SC2086  # eval_splits is a list
+  $python "$(dirname "${BASH_SOURCE[0]}")/write_results.py" --run-dir "$run_dir" --config "$config_arg" \
+    --splits $eval_splits --command "$recipe_command"
+  cat "$run_dir/RESULTS.md"
+}

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# LibriSpeech end to end: data -> manifests -> vocab + CMVN + LM -> train -> decode + score -> RESULTS.md
+#
+#   bash recipes/librispeech/run.sh [--stage N] [--stop-stage M] [--data-dir DIR | --archives-dir DIR]
+#        [--train-set 100|460|960] [--config conf/librispeech_blstm.yaml] [--gpus N] [--exp-dir DIR]
+#        [--overrides "train.epochs=30"]
+#
+# Stages: 0 obtain data (a local LibriSpeech/ tree, the OpenSLR .tar.gz archives, or a download),
+#         1 manifests, 2 vocab + CMVN stats + word LM, 3 train (torchrun when --gpus > 1),
+#         4 tune the LM weights on dev-clean, decode (greedy, beam, beam + LM) and score.
+# Each stage skips work that is already done, so a killed recipe resumes where it stopped.
+# For several nodes, run stage 3 yourself with torchrun --nnodes ... (see README).
+set -euo pipefail
+
+stage=0
+stop_stage=4
+data_dir=""
+archives_dir=""
+train_set=100
+config=conf/librispeech_blstm.yaml
+gpus=1
+overrides=""
+exp=exp/librispeech
+python=${PYTHON:-python}
+openslr=https://www.openslr.org/resources/12
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --stage) stage=$2; shift 2 ;;
+    --stop-stage) stop_stage=$2; shift 2 ;;
+    --data-dir) data_dir=$2; shift 2 ;;
+    --archives-dir) archives_dir=$2; shift 2 ;;
+    --train-set) train_set=$2; shift 2 ;;
+    --config) config=$2; shift 2 ;;
+    --gpus) gpus=$2; shift 2 ;;
+    --overrides) overrides=$2; shift 2 ;;
+    --exp-dir) exp=$2; shift 2 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+case $train_set in
+  100) train_subsets="train-clean-100" ;;
+  460) train_subsets="train-clean-100 train-clean-360" ;;
+  960) train_subsets="train-clean-100 train-clean-360 train-other-500" ;;
+  *) echo "run.sh: --train-set must be 100, 460 or 960" >&2; exit 2 ;;
+esac
+eval_subsets="dev-clean dev-other test-clean test-other"
+
+caller=$PWD
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+absolute() { case "$1" in /*) echo "$1" ;; *) echo "$caller/$1" ;; esac; }
+[ -z "$data_dir" ] || data_dir=$(absolute "$data_dir")
+[ -z "$archives_dir" ] || archives_dir=$(absolute "$archives_dir")
+[ "$exp" = exp/librispeech ] || exp=$(absolute "$exp")
+config_arg=$config
+if [ -f "$(absolute "$config")" ]; then config=$(absolute "$config"); else config=$root/$config; fi
+cd "$root"
+# shellcheck source=../lib/stages.sh
+. recipes/lib/stages.sh
+
+data=$exp/data
+run_name=$(basename "$config" .yaml); run_name=${run_name#librispeech_}_$train_set
+run_dir=$exp/$run_name
+train_split=train_$train_set
+stats_dir=$data/$train_split  # vocabulary, CMVN and LM belong to one training set
+dev_split=dev-clean
+eval_splits=$eval_subsets
+recipe_command="bash recipes/librispeech/run.sh --train-set $train_set --config $config_arg --gpus $gpus${overrides:+ --overrides \"$overrides\"}"
+[ "$gpus" -le 1 ] || train_launcher="torchrun --standalone --nproc_per_node $gpus -m asr"
+mkdir -p "$data" "$run_dir"
+
+has_subsets() { local s; for s in $train_subsets $eval_subsets; do [ -d "$1/$s" ] || return 1; done; }
+
+if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
+  echo "Stage 0: obtain LibriSpeech ($train_subsets $eval_subsets)"
+  if [ -n "$data_dir" ]; then
+    has_subsets "$data_dir" || { echo "run.sh: $data_dir lacks some of: $train_subsets $eval_subsets" >&2; exit 1; }
+  else
+    data_dir=$exp/download/LibriSpeech
+    mkdir -p "$exp/download"
+    for subset in $train_subsets $eval_subsets; do
+      [ -d "$data_dir/$subset" ] && continue
+      archive=$exp/download/$subset.tar.gz
+      if [ -n "$archives_dir" ] && [ -f "$archives_dir/$subset.tar.gz" ]; then
+        archive=$archives_dir/$subset.tar.gz
+      elif [ ! -f "$archive" ]; then
+        echo "  downloading $openslr/$subset.tar.gz"
+        curl -fL --retry 3 -o "$archive.part" "$openslr/$subset.tar.gz" \
+          || { echo "run.sh: download failed; pass --data-dir or --archives-dir" >&2; exit 1; }
+        mv "$archive.part" "$archive"
+      fi
+      echo "  extracting $archive"
+      tar -xzf "$archive" -C "$exp/download"
+    done
+  fi
+  (cd "$data_dir" && pwd) > "$data/corpus_dir"
+  echo "  corpus: $(cat "$data/corpus_dir")"
+fi
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  echo "Stage 1: manifests"
+  if [ -f "$data/.manifests_$train_set.done" ]; then
+    echo "  already done ($data/*.jsonl)"
+  else
+    [ -f "$data/corpus_dir" ] || { echo "run.sh: run stage 0 first" >&2; exit 1; }
+    # shellcheck disable=SC2086  # lists of subsets
+    $python recipes/librispeech/local/prepare.py --data-dir "$(cat "$data/corpus_dir")" --out-dir "$data" \
+      --subsets $train_subsets $eval_subsets
+    # shellcheck disable=SC2086
+    (cd "$data" && cat $(printf '%s.jsonl ' $train_subsets)) > "$data/$train_split.jsonl"
+    touch "$data/.manifests_$train_set.done"
+  fi
+fi
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  echo "Stage 2: vocabulary, CMVN stats and word LM (from training transcripts only)"
+  stage_stats
+fi
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  echo "Stage 3: train ($config -> $run_dir, $gpus GPU(s))"
+  stage_train
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  echo "Stage 4: tune LM weights on $dev_split, decode and score"
+  stage_score
+fi

@@ -1,0 +1,107 @@
+"""Long audio: streamed reading and features, windowed inference, and the long-file path of transcribe."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import asr.transcribe as transcribe_module
+from asr.audio import AudioError, load_audio, stream_audio
+from asr.checkpoint import LoadedModel
+from asr.features import Cmvn, FeatureConfig, StreamingLogMel, log_mel
+from asr.model import AcousticModel, ModelConfig
+from asr.text import Vocab
+from asr.transcribe import Transcriber, windowed_log_probs
+
+from .conftest import write_tone
+
+
+@pytest.mark.parametrize("block", [160, 1000, 4321, 50_000])
+def test_streaming_log_mel_equals_whole_signal_log_mel(block):
+    config = FeatureConfig()
+    signal = np.random.default_rng(0).standard_normal(16_000 * 3 + 77).astype(np.float32) * 0.1
+    stream = StreamingLogMel(config)
+    frames = [stream.push(signal[i : i + block]) for i in range(0, len(signal), block)] + [stream.finish()]
+    torch.testing.assert_close(torch.cat(frames), log_mel(signal, config), atol=1e-4, rtol=1e-5)
+
+
+def test_streaming_log_mel_rejects_a_too_short_signal():
+    stream = StreamingLogMel(FeatureConfig())
+    stream.push(np.zeros(100, dtype=np.float32))
+    with pytest.raises(Exception, match="too short"):
+        stream.finish()
+
+
+def test_stream_audio_at_the_model_rate_is_exactly_load_audio(tmp_path):
+    write_tone(tmp_path / "a.wav", seconds=2.5, channels=2)
+    blocks = list(stream_audio(tmp_path / "a.wav", block_seconds=0.3))
+    assert len(blocks) == 9  # 2.5 s in 0.3 s blocks
+    np.testing.assert_array_equal(np.concatenate(blocks), load_audio(tmp_path / "a.wav"))
+
+
+def test_stream_audio_resamples_other_rates_to_the_same_length(tmp_path):
+    write_tone(tmp_path / "a.wav", seconds=2.0, rate=44_100)
+    streamed = np.concatenate(list(stream_audio(tmp_path / "a.wav", block_seconds=0.25)))
+    whole = load_audio(tmp_path / "a.wav")
+    assert abs(len(streamed) - len(whole)) <= 2
+    n = min(len(streamed), len(whole))
+    assert np.max(np.abs(streamed[100 : n - 100] - whole[100 : n - 100])) < 1e-3
+
+
+def test_stream_audio_errors_like_load_audio(tmp_path):
+    sf.write(tmp_path / "empty.wav", np.zeros(0, dtype=np.float32), 16_000)
+    with pytest.raises(AudioError, match="zero length"):
+        list(stream_audio(tmp_path / "empty.wav"))
+    with pytest.raises(AudioError, match="no such file"):
+        list(stream_audio(tmp_path / "missing.wav"))
+
+
+def small_model(frame_stack: int = 3) -> AcousticModel:
+    torch.manual_seed(0)
+    return AcousticModel(ModelConfig(num_layers=2, hidden_size=24, frame_stack=frame_stack), 80, 9).eval()
+
+
+@pytest.mark.parametrize("frames, block", [(1234, 97), (900, 900), (301, 50)])
+def test_windowed_inference_with_full_context_equals_one_pass(frames, block):
+    model = small_model()
+    feats = torch.randn(1, frames, 80)
+    whole, out_lens = model(feats, torch.tensor([frames]))
+    windowed = windowed_log_probs(model, iter(feats[0].split(block)), window_frames=150, context_frames=frames)
+    assert windowed.shape == (int(out_lens), 9)
+    torch.testing.assert_close(windowed, whole[0], atol=1e-5, rtol=1e-5)
+
+
+def test_windowed_inference_with_short_context_stays_close():
+    model = small_model()
+    feats = torch.randn(1, 2000, 80)
+    whole, _ = model(feats, torch.tensor([2000]))
+    windowed = windowed_log_probs(model, iter(feats[0].split(333)), window_frames=300, context_frames=150)
+    assert (windowed - whole[0]).abs().max() < 1e-2
+
+
+def test_long_files_take_the_streaming_path_and_agree_with_whole_file_decoding(tmp_path, monkeypatch):
+    path = tmp_path / "long.wav"
+    rng = np.random.default_rng(0)
+    sf.write(path, (rng.standard_normal(16_000 * 8) * 0.1).astype(np.float32), 16_000)
+    vocab = Vocab.from_texts(["ABCDEFG"])
+    torch.manual_seed(0)
+    model = AcousticModel(ModelConfig(num_layers=2, hidden_size=24), 80, len(vocab)).eval()
+    cmvn = Cmvn(mean=(-5.0,) * 80, std=(3.0,) * 80)
+    loaded = LoadedModel(model, FeatureConfig(), cmvn, vocab, "test")
+    whole = next(Transcriber(loaded).transcribe([(str(path), None)]))
+
+    monkeypatch.setattr(transcribe_module, "LONG_AUDIO_SECONDS", 5.0)
+    monkeypatch.setattr(transcribe_module, "WINDOW_SECONDS", 2.0)
+    # context covering the whole file: the windowed pass must then reproduce the one-pass output
+    # exactly (an untrained model's near-tied posteriors would flip on tiny differences otherwise)
+    monkeypatch.setattr(transcribe_module, "CONTEXT_SECONDS", 8.0)
+    called = []
+    real = Transcriber.transcribe_long
+    monkeypatch.setattr(Transcriber, "transcribe_long", lambda self, p: called.append(p) or real(self, p))
+    streamed = next(Transcriber(loaded).transcribe([(str(path), None)]))
+    assert called == [str(path)]
+    assert streamed.duration == pytest.approx(8.0)
+    assert streamed.text == whole.text
+    assert [w.word for w in streamed.words] == [w.word for w in whole.words]
