@@ -128,6 +128,8 @@ def stream_audio(
                 resampler = soxr.ResampleStream(file_rate, sample_rate, 1, dtype="float32", quality="HQ")
             blocksize = max(1, int(block_seconds * file_rate))
             for block in audio.blocks(blocksize=blocksize, dtype="float32", always_2d=True):
+                if not np.isfinite(block).all():
+                    raise AudioError(f"{path}: contains non-finite samples (NaN or infinity)")
                 mono = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
                 if resampler is not None:
                     mono = resampler.resample_chunk(np.ascontiguousarray(mono))

@@ -184,17 +184,13 @@ def cmd_decode(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     if args.stats:
-        stats = {"utterances": len(utterances), "failed": failed, "audio_seconds": audio_seconds,
-                 "seconds": elapsed, "rtf": rtf, "device": str(transcriber.device), "threads": torch_threads()}
+        import torch
+
+        stats = {"utterances": len(utterances), "failed": failed, "audio_seconds": audio_seconds, "seconds": elapsed,
+                 "rtf": rtf, "device": str(transcriber.device), "threads": torch.get_num_threads()}
         with open(args.stats, "w", encoding="utf-8") as f:
             json.dump(stats, f, indent=2)
     return EXIT_ERROR if failed else EXIT_OK
-
-
-def torch_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -209,7 +205,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     if extra:
         print(f"asr: warning: {args.hyp}: {len(extra)} id(s) not in {args.ref} ignored, e.g. {extra[0]}", file=sys.stderr)
     ids = list(refs)
-    report = error_rates([refs[i] for i in ids], [hyps.get(i, "") for i in ids])
+    ref_texts, hyp_texts = [refs[i] for i in ids], [hyps.get(i, "") for i in ids]
+    report = error_rates(ref_texts, hyp_texts)
     w, c = report.words, report.chars
     print(f"WER {100 * report.wer:.2f}%  ({w.errors} errors / {w.reference_length} words: "
           f"S={w.substitutions} D={w.deletions} I={w.insertions})")
@@ -220,7 +217,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         from asr.data import read_speakers
         from asr.metrics import alignment_report
 
-        text = alignment_report(ids, [refs[i] for i in ids], [hyps.get(i, "") for i in ids], read_speakers(args.ref))
+        text = alignment_report(ids, ref_texts, hyp_texts, read_speakers(args.ref))
         with open(args.report, "w", encoding="utf-8") as f:
             f.write(text)
     if args.json:

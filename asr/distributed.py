@@ -47,7 +47,7 @@ class Distributed:
     def mean(self, value: torch.Tensor) -> float:
         """The mean of a scalar over ranks (for logging a global loss)."""
         if not self.enabled:
-            return float(value)
+            return float(value.detach())
         total = value.detach().reshape(1).float().to(self.device)
         dist.all_reduce(total)
         return float(total.item()) / self.world_size

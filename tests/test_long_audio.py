@@ -105,3 +105,11 @@ def test_long_files_take_the_streaming_path_and_agree_with_whole_file_decoding(t
     assert streamed.duration == pytest.approx(8.0)
     assert streamed.text == whole.text
     assert [w.word for w in streamed.words] == [w.word for w in whole.words]
+
+
+def test_stream_audio_rejects_non_finite_samples(tmp_path):
+    samples = np.zeros(16_000 * 2, dtype=np.float32)
+    samples[20_000] = np.nan
+    sf.write(tmp_path / "nan.wav", samples, 16_000, subtype="FLOAT")
+    with pytest.raises(AudioError, match="non-finite"):
+        list(stream_audio(tmp_path / "nan.wav", block_seconds=0.5))
