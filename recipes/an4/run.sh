@@ -37,14 +37,12 @@ done
 
 caller=$PWD
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-absolute() { case "$1" in /*) echo "$1" ;; *) echo "$caller/$1" ;; esac; }
+# shellcheck source=../lib/stages.sh
+. "$root/recipes/lib/stages.sh"
 [ -z "$data_dir" ] || data_dir=$(absolute "$data_dir")
 [ "$exp" = exp/an4 ] || exp=$(absolute "$exp")
-config_arg=$config
-if [ -f "$(absolute "$config")" ]; then config=$(absolute "$config"); else config=$root/$config; fi
+resolve_config
 cd "$root"
-# shellcheck source=../lib/stages.sh
-. recipes/lib/stages.sh
 
 data=$exp/data
 run_name=$(basename "$config" .yaml); run_name=${run_name#an4_}
@@ -58,8 +56,7 @@ mkdir -p "$data" "$run_dir"
 is_an4() { [ -f "$1/etc/an4_train.fileids" ] && [ -f "$1/etc/an4_test.transcription" ]; }
 
 # Stage 0 decides where the corpus is; later stages read that choice from $data/corpus_dir.
-if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
-  echo "Stage 0: obtain AN4"
+obtain_corpus() {  # sets data_dir, records it in $data/corpus_dir
   if [ -n "$data_dir" ]; then
     is_an4 "$data_dir" || { echo "run.sh: $data_dir is not an AN4 folder (needs etc/an4_*.fileids and wav/)" >&2; exit 1; }
   elif is_an4 ../shared/data/an4; then
@@ -77,10 +74,9 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   fi
   (cd "$data_dir" && pwd) > "$data/corpus_dir"
   echo "  corpus: $(cat "$data/corpus_dir")"
-fi
+}
 
-if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
-  echo "Stage 1: manifests"
+make_manifests() {
   if [ -f "$data/.manifests.done" ]; then
     echo "  already done ($data/*.jsonl)"
   else
@@ -89,19 +85,10 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
       --dev-speakers "$dev_speakers"
     touch "$data/.manifests.done"
   fi
-fi
+}
 
-if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-  echo "Stage 2: vocabulary, CMVN stats and word LM (from training transcripts only)"
-  stage_stats
-fi
-
-if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
-  echo "Stage 3: train ($config -> $run_dir)"
-  stage_train
-fi
-
-if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-  echo "Stage 4: tune LM weights on dev, decode and score"
-  stage_score
-fi
+run_stage 0 "obtain AN4" obtain_corpus
+run_stage 1 "manifests" make_manifests
+run_stage 2 "vocabulary, CMVN stats and word LM (from training transcripts only)" stage_stats
+run_stage 3 "train ($config -> $run_dir)" stage_train
+run_stage 4 "tune LM weights on dev, decode and score" stage_score

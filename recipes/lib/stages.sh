@@ -6,6 +6,24 @@
 # (default "$python -m asr"; e.g. "torchrun --nproc_per_node 8 -m asr").
 # Each stage skips finished work (.done markers, --resume, existing files).
 
+absolute() {  # a path as the caller meant it: relative ones are taken from the caller's folder ($caller)
+  case "$1" in /*) echo "$1" ;; *) echo "$caller/$1" ;; esac
+}
+
+resolve_config() {  # $config from the caller's folder if it is there, else from the repository root ($root)
+  config_arg=$config
+  if [ -f "$(absolute "$config")" ]; then config=$(absolute "$config"); else config=$root/$config; fi
+}
+
+run_stage() {  # run_stage N "title" command...: runs the command when N is within --stage/--stop-stage
+  local number=$1 title=$2
+  shift 2
+  if [ "$stage" -le "$number" ] && [ "$stop_stage" -ge "$number" ]; then
+    echo "Stage $number: $title"
+    "$@"
+  fi
+}
+
 stage_stats() {  # vocabulary, CMVN stats and word LM from the training transcripts only
   local stats=${stats_dir:-$data}
   if [ -f "$stats/.stats.done" ]; then

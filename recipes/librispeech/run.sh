@@ -50,15 +50,13 @@ eval_subsets="dev-clean dev-other test-clean test-other"
 
 caller=$PWD
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-absolute() { case "$1" in /*) echo "$1" ;; *) echo "$caller/$1" ;; esac; }
+# shellcheck source=../lib/stages.sh
+. "$root/recipes/lib/stages.sh"
 [ -z "$data_dir" ] || data_dir=$(absolute "$data_dir")
 [ -z "$archives_dir" ] || archives_dir=$(absolute "$archives_dir")
 [ "$exp" = exp/librispeech ] || exp=$(absolute "$exp")
-config_arg=$config
-if [ -f "$(absolute "$config")" ]; then config=$(absolute "$config"); else config=$root/$config; fi
+resolve_config
 cd "$root"
-# shellcheck source=../lib/stages.sh
-. recipes/lib/stages.sh
 
 data=$exp/data
 run_name=$(basename "$config" .yaml); run_name=${run_name#librispeech_}_$train_set
@@ -73,8 +71,7 @@ mkdir -p "$data" "$run_dir"
 
 has_subsets() { local s; for s in $train_subsets $eval_subsets; do [ -d "$1/$s" ] || return 1; done; }
 
-if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
-  echo "Stage 0: obtain LibriSpeech ($train_subsets $eval_subsets)"
+obtain_corpus() {  # sets data_dir, records it in $data/corpus_dir
   if [ -n "$data_dir" ]; then
     has_subsets "$data_dir" || { echo "run.sh: $data_dir lacks some of: $train_subsets $eval_subsets" >&2; exit 1; }
   else
@@ -97,10 +94,9 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   fi
   (cd "$data_dir" && pwd) > "$data/corpus_dir"
   echo "  corpus: $(cat "$data/corpus_dir")"
-fi
+}
 
-if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
-  echo "Stage 1: manifests"
+make_manifests() {
   if [ -f "$data/.manifests_$train_set.done" ]; then
     echo "  already done ($data/*.jsonl)"
   else
@@ -112,19 +108,10 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
     (cd "$data" && cat $(printf '%s.jsonl ' $train_subsets)) > "$data/$train_split.jsonl"
     touch "$data/.manifests_$train_set.done"
   fi
-fi
+}
 
-if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-  echo "Stage 2: vocabulary, CMVN stats and word LM (from training transcripts only)"
-  stage_stats
-fi
-
-if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
-  echo "Stage 3: train ($config -> $run_dir, $gpus GPU(s))"
-  stage_train
-fi
-
-if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-  echo "Stage 4: tune LM weights on $dev_split, decode and score"
-  stage_score
-fi
+run_stage 0 "obtain LibriSpeech ($train_subsets $eval_subsets)" obtain_corpus
+run_stage 1 "manifests" make_manifests
+run_stage 2 "vocabulary, CMVN stats and word LM (from training transcripts only)" stage_stats
+run_stage 3 "train ($config -> $run_dir, $gpus GPU(s))" stage_train
+run_stage 4 "tune LM weights on $dev_split, decode and score" stage_score
