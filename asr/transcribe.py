@@ -16,14 +16,16 @@ import torch
 
 from asr.audio import audio_info, find_audio_files, load_audio, stream_audio
 from asr.checkpoint import LoadedModel
-from asr.decode import DecodeConfig, WordTiming, word_timings
+from asr.decode import DecodeConfig, Hypothesis, WordTiming, word_timings
 from asr.errors import ASRError
 from asr.features import StreamingLogMel, log_mel
 from asr.model import AcousticModel
+from asr.text import BLANK_ID, SPACE
 
 LONG_AUDIO_SECONDS = 60.0  # longer files are streamed and run through the model in windows
 WINDOW_SECONDS = 20.0  # the part of each window whose output is kept
 CONTEXT_SECONDS = 2.0  # extra audio either side of a window, so the bidirectional layers see past its edges
+PAUSE_SECONDS = 0.3  # long files are decoded in segments cut at pauses at least this long
 
 
 @dataclass(frozen=True)
@@ -72,9 +74,10 @@ class Transcriber:
         loaded.model.to(self.device).eval()
 
     def transcribe_long(self, path: str) -> Transcript:
-        """A long file: streamed features, windowed inference with context, one decoding pass.
+        """A long file: streamed features, windowed inference with context, then decoding one
+        pause-delimited segment at a time (see split_at_pauses).
 
-        Memory stays bounded by the window size (plus the log-probs, ~13 MB per hour).
+        Memory stays bounded by the window and segment sizes (plus the log-probs, ~13 MB per hour).
         """
         config, cmvn = self.loaded.features, self.loaded.cmvn
         stream, num_samples = StreamingLogMel(config), 0
@@ -92,9 +95,21 @@ class Transcriber:
             self.device,
         )
         duration = num_samples / config.sample_rate
-        (hypothesis,) = self.decode(log_probs.unsqueeze(0), torch.tensor([log_probs.shape[0]]))
-        words = word_timings(hypothesis, log_probs, self.loaded.vocab, self.loaded.frame_seconds, duration)
-        return Transcript(path, self.loaded.vocab.decode(hypothesis.tokens), duration, tuple(words))
+        vocab = self.loaded.vocab
+        space_id = vocab.tokens.index(SPACE)
+        tokens: list[int] = []
+        frames: list[int] = []
+        for start, end in split_at_pauses(log_probs, round(PAUSE_SECONDS / self.loaded.frame_seconds)):
+            (segment,) = self.decode(log_probs[start:end].unsqueeze(0), torch.tensor([end - start]))
+            if segment.tokens:
+                if tokens:
+                    tokens.append(space_id)  # segments are separate words
+                    frames.append(start)
+                tokens += segment.tokens
+                frames += [start + f for f in segment.frames]
+        hypothesis = Hypothesis(tokens, frames)
+        words = word_timings(hypothesis, log_probs, vocab, self.loaded.frame_seconds, duration)
+        return Transcript(path, vocab.decode(hypothesis.tokens), duration, tuple(words))
 
     def features(self, path: str) -> tuple[torch.Tensor, float]:
         """Normalised log-mel feats (T, F) of one file and its duration in seconds."""
@@ -227,6 +242,26 @@ def windowed_log_probs(
     if pending:
         run_pending()
     return torch.cat(outputs)
+
+
+def split_at_pauses(log_probs: torch.Tensor, min_pause_frames: int) -> list[tuple[int, int]]:
+    """Cut log_probs (T, V) into segments at pauses: runs of at least min_pause_frames frames whose
+    best token is the blank, cut in their middle. Returns [(start, end)) covering all T frames.
+
+    Decoding segment by segment keeps beam search memory bounded on hours of audio and lets the
+    LM start each stretch of speech afresh; greedy results are unchanged (cuts are inside blanks).
+    """
+    blank = (log_probs.argmax(dim=-1) == BLANK_ID).tolist()
+    cuts, run_start = [], None
+    for t, is_blank in enumerate(blank + [False]):
+        if is_blank and run_start is None:
+            run_start = t
+        elif not is_blank and run_start is not None:
+            if t - run_start >= min_pause_frames and run_start > 0 and t < len(blank):
+                cuts.append((run_start + t) // 2)
+            run_start = None
+    bounds = [0, *cuts, len(blank)]
+    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
 FORMATS = ("text", "jsonl", "srt", "vtt", "ctm")

@@ -2,11 +2,12 @@
 the same wall-clock training budget: dev/test greedy WER, training speed, per-layer gradient norms.
 
     python bench/cells.py [--quick] [--seconds 150] [--threads 2] [--cells rnn,lstm,gru]
-                          [--out-dir exp/bench/cells]
+                          [--out-dir exp/bench/cells]  (--quick: exp/bench/cells_quick)
 
 Hidden sizes are chosen so that each model's parameter count is as close as possible to the
 default model's (conf/an4_blstm.yaml: 3 x 256 bidirectional LSTM with layer norm). Every run is
-`asr train` in a child process with only model.* , train.epochs and train.out_dir overridden:
+`asr train` in a child process with model.*, train.epochs and train.out_dir overridden (and
+train.checkpoint_every=0, train.average_last=0: no mid-epoch checkpoints, no weight averaging):
   1. a probe run of one epoch measures the epoch's wall time (steps + dev WER + checkpoints);
   2. the real run gets epochs = round(budget / epoch time), so its learning-rate schedule
      completes within the budget; it is stopped (SIGINT) if it overruns by 25 %, keeping best.pt.
@@ -34,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "conf" / "an4_blstm.yaml"
 OVERRUN = 1.25  # a real run is stopped at this multiple of the budget
 QUICK_UTTERANCES = 100
+SMOOTH_STEPS = 25  # steps in the plot's moving median
 
 
 def matched_hidden_size(cell: str, layer_norm: bool, base, input_dim: int, vocab_size: int, target: int) -> tuple[int, int]:
@@ -113,9 +115,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=150.0, help="training wall-clock budget per run")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cells", default="rnn,lstm,gru")
-    parser.add_argument("--out-dir", default="exp/bench/cells", help="checkpoints and logs of the runs")
+    parser.add_argument("--out-dir", help="checkpoints and logs of the runs (default: exp/bench/cells[_quick])")
     args = parser.parse_args()
-    rep = Report("cells")
+    rep = Report("cells", quick=args.quick)
 
     from asr.config import load_config
     from asr.data import read_manifest, write_manifest
@@ -129,14 +131,15 @@ def main() -> None:
         if not Path(path).exists():
             rep.skip(f"{path} not found: prepare AN4 first (bash recipes/an4/run.sh --stop-stage 2)")
     manifests = {"dev": config.data.dev_manifest, "test": "exp/an4/data/test.jsonl"}
-    out_root = Path(args.out_dir)
+    out_root = Path(args.out_dir or ("exp/bench/cells_quick" if args.quick else "exp/bench/cells"))
     out_root.mkdir(parents=True, exist_ok=True)
     env = child_env(args.threads)
-    common = ["train.epochs=1000", "train.checkpoint_every=0"]
+    # no mid-epoch last.pt, no end-of-run weight averaging: the budget is for training steps
+    common = ["train.checkpoint_every=0", "train.average_last=0"]
     if args.quick:
         subset = out_root / "train_quick.jsonl"
         write_manifest(subset, read_manifest(config.data.train_manifest)[:QUICK_UTTERANCES])
-        common = [f"data.train_manifest={subset}", "train.speed_perturb=[1.0]", "train.checkpoint_every=0"]
+        common = [f"data.train_manifest={subset}", "train.speed_perturb=[1.0]", *common]
 
     vocab_size = len(Vocab.load(config.data.vocab))
     input_dim = config.features.n_mels
@@ -159,12 +162,12 @@ def main() -> None:
         if args.quick:
             epochs = 1
         else:
-            _, probe_seconds = train(run["run"], [*model, *common[1:], "train.epochs=1"], out_root / "probe", env, None)
+            _, probe_seconds = train(run["run"], [*model, *common, "train.epochs=1"], out_root / "probe", env, None)
             run["probe_epoch_s"] = round(probe_seconds, 1)
             epochs = max(1, round(args.seconds / run["probe_epoch_s"]))
         print(f"{run['run']}: {epochs} epoch(s)", flush=True)
-        child, train_seconds = train(run["run"], [*model, *common, f"train.epochs={epochs}"], out_dir, env,
-                             None if args.quick else args.seconds * OVERRUN)
+        budget = None if args.quick else args.seconds * OVERRUN
+        child, train_seconds = train(run["run"], [*model, *common, f"train.epochs={epochs}"], out_dir, env, budget)
         series = read_metrics(out_dir / "metrics.csv")
         steps_per_epoch = re.search(r"(\d+) steps/epoch", child.stdout)
         epoch_seconds = [v for _, v in series["epoch_seconds"]]
@@ -189,7 +192,7 @@ def main() -> None:
               f"{run['audio_s_per_s']} audio s/s, {run['train_wall_s']} s", flush=True)
         run["_series"] = {k: v for k, v in series.items() if k.startswith("grad_norm_")}
 
-    plot = plot_grad_norms(runs, RESULTS_DIR / "cells_grad_norms.png")
+    plot = plot_grad_norms(runs, RESULTS_DIR / f"{rep.stem}_grad_norms.png")
     for run in runs:
         run.pop("_series")
     rep.write(
@@ -226,6 +229,7 @@ def plot_grad_norms(runs: list[dict], path: Path) -> str | None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import numpy as np
     except ImportError:
         print("cells: matplotlib is not installed (pip install -e '.[bench]'): no plot")
         return None
@@ -233,9 +237,12 @@ def plot_grad_norms(runs: list[dict], path: Path) -> str | None:
     fig, axes = plt.subplots(2, len(cells), figsize=(5 * len(cells), 7.5), sharex=True, sharey=True, squeeze=False)
     for run in runs:
         ax = axes[int(run["layer_norm"]), cells.index(run["cell"])]
-        for name, points in sorted(run["_series"].items()):
-            steps, values = zip(*points)
-            ax.plot(steps, values, label=name.removeprefix("grad_norm_"), linewidth=0.8)
+        for color, (name, points) in enumerate(sorted(run["_series"].items())):
+            steps, values = np.array(points).T
+            ax.plot(steps, values, color=f"C{color}", linewidth=0.5, alpha=0.25)
+            window = min(SMOOTH_STEPS, len(values))  # a moving median shows the trend through step noise
+            trend = np.array([np.median(values[max(0, i - window + 1): i + 1]) for i in range(len(values))])
+            ax.plot(steps, trend, color=f"C{color}", linewidth=1.2, label=name.removeprefix("grad_norm_"))
         ax.set_yscale("log")
         ax.set_title(f"{run['cell'].upper()}{' + layer norm' if run['layer_norm'] else ''}: h={run['hidden_size']}, "
                      f"{run['parameters'] / 1e6:.2f} M\ndev WER {100 * run['dev_wer']:.1f}%", fontsize=10)
@@ -245,7 +252,8 @@ def plot_grad_norms(runs: list[dict], path: Path) -> str | None:
     for ax in axes[:, 0]:
         ax.set_ylabel("gradient L2 norm (before clipping)")
     axes[0, 0].legend(fontsize=8)
-    fig.suptitle("Per-layer gradient norms, same parameter and wall-clock budget (AN4)")
+    fig.suptitle(f"Per-layer gradient norm vs step (faint: each step; solid: moving median of {SMOOTH_STEPS})",
+                 fontsize=11)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -1,8 +1,10 @@
 """What every benchmark records: the machine, the versions, the command, and its results.
 
     from report import Report
-    rep = Report("train_throughput")             # notes the machine, versions, command and start time
-    rep.write({"rows": rows}, columns=[...])     # bench/results/train_throughput.json + a markdown table
+    rep = Report("train_throughput", quick=args.quick)  # notes the machine, versions, command, start time
+    rep.write({"rows": rows}, tables=[(title, rows, columns)])  # results/train_throughput.json + tables
+
+A --quick (smoke) run writes results/NAME_quick.json, so it never overwrites a real run's results.
 
 Scripts run as `python bench/NAME.py` from the repository root, so `bench/` is on sys.path.
 """
@@ -117,8 +119,9 @@ def markdown_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
 class Report:
     """One benchmark run: machine and versions noted at start, results written at the end."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, quick: bool = False) -> None:
         self.name = name
+        self.stem = f"{name}_quick" if quick else name  # results file name
         self.started = time.time()
         self.command = shlex.join([Path(sys.executable).name, *sys.argv])
         self.machine = machine()
@@ -127,10 +130,11 @@ class Report:
             print(f"{name}: warning: other busy processes, timings may be off: {names}", file=sys.stderr)
 
     def write(self, results: dict, tables: Sequence[tuple[str, Sequence[dict], Sequence[str]]] = ()) -> Path:
-        """Write bench/results/<name>.json and print each (title, rows, columns) table as markdown."""
+        """Write bench/results/<stem>.json and print each (title, rows, columns) table as markdown."""
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         payload = {
             "benchmark": self.name,
+            "quick": self.stem != self.name,
             "command": self.command,
             "cwd": os.getcwd(),
             "timestamp": datetime.datetime.fromtimestamp(self.started, datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -141,12 +145,16 @@ class Report:
         }
         if self.machine["load_average"] is not None:
             payload["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
-        path = RESULTS_DIR / f"{self.name}.json"
+        payload["machine"]["other_busy_processes_end"] = busy_processes()  # load that started mid-run shows here
+        payload["machine"]["shared"] = bool(self.machine["other_busy_processes"] or
+                                            payload["machine"]["other_busy_processes_end"])
+        path = RESULTS_DIR / f"{self.stem}.json"
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, path)
         for title, rows, columns in tables:
-            print(f"\n### {title}\n\n{markdown_table(rows, columns)}")
+            if rows:
+                print(f"\n### {title}\n\n{markdown_table(rows, columns)}")
         print(f"\n-> {path}")
         return path
 

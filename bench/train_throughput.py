@@ -4,7 +4,7 @@ per wall second and peak memory, for several ways of batching and running the mo
     python bench/train_throughput.py [--quick] [--threads 2] [--steps N] [--variants bucketed,packed,...]
 
 Each variant runs in a fresh child process (so its peak RSS is its own) on the same cached
-features: `warmup` steps on epoch 0's batches, then `steps` timed steps on epoch 1's batches
+dataset: `warmup` steps on epoch 0's batches, then `steps` timed steps on epoch 1's batches
 (default: the whole epoch). A step is what asr/train.py does: fetch + collate the batch
 (DataLoader, SpecAugment on), forward, CTC loss, backward, per-layer grad norms, clipping, AdamW.
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from measure import child_env
+from measure import child_env, run_child
 from report import Report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,8 +82,10 @@ class PackedModel(nn.Module):
 # ---------------------------------------------------------------- parent: features once, one child per variant
 
 
-def cache_features(config, path: Path, quick: bool) -> dict:
-    """Compute the training features as asr/train.py does (speed variants included) and save them."""
+def cache_dataset(config, path: Path, quick: bool) -> dict:
+    """Build the training dataset as asr/train.py does (features of every speed variant computed
+    once, CMVN, SpecAugment on) and pickle it for the children."""
+    from asr.features import Cmvn
     from asr.model import AcousticModel
     from asr.text import Vocab
     from asr.train import prepare_split
@@ -93,11 +94,12 @@ def cache_features(config, path: Path, quick: bool) -> dict:
     model = AcousticModel(config.model, input_dim=config.features.n_mels, vocab_size=len(vocab))
     speeds = (1.0,) if quick else config.train.speed_perturb
     started = time.perf_counter()
-    utts, feats = prepare_split(config.data.train_manifest, config, vocab, model, print, speeds=speeds, progress=False)
+    dataset = prepare_split(config.data.train_manifest, config, vocab, Cmvn.load(config.data.cmvn), model, print,
+                            speeds=speeds, progress=False, augment=True)
     seconds = time.perf_counter() - started
-    torch.save({"utterances": [u.__dict__ for u in utts], "feats": feats}, path)
-    return {"utterances": len(utts), "speeds": list(speeds), "feature_seconds": round(seconds, 2),
-            "audio_seconds": round(sum(u.duration for u in utts), 1)}
+    torch.save(dataset, path)
+    return {"utterances": len(dataset), "speeds": list(speeds), "feature_seconds": round(seconds, 2),
+            "audio_seconds": round(sum(u.duration for u in dataset.utterances), 1)}
 
 
 def run_variant(variant: str, cache: Path, args) -> dict:
@@ -105,9 +107,8 @@ def run_variant(variant: str, cache: Path, args) -> dict:
                "--warmup", str(args.warmup), "--steps", str(args.steps)]
     timeout = args.compile_timeout if variant == "compiled" else None
     print(f"  {variant} ...", flush=True)
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, env=child_env(args.threads), timeout=timeout)
-    except subprocess.TimeoutExpired:
+    done = run_child(command, env=child_env(args.threads), timeout=timeout, check=False)
+    if done.stopped:
         return {"variant": variant, "error": f"did not finish within {timeout} s (--compile-timeout)"}
     lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if done.returncode != 0 or not lines:
@@ -136,7 +137,7 @@ def main() -> None:
         args.warmup, args.steps = 1, 3
 
     torch.set_num_threads(args.threads)
-    rep = Report("train_throughput")
+    rep = Report("train_throughput", quick=args.quick)
     config = load_run_config()
     for path in (config.data.train_manifest, config.data.vocab, config.data.cmvn):
         if not (ROOT / path).exists():
@@ -151,7 +152,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         cache = Path(tmp) / "features.pt"
         print("computing features ...", flush=True)
-        data = cache_features(config, cache, args.quick)
+        data = cache_dataset(config, cache, args.quick)
         rows = [run_variant(v, cache, args) for v in variants]
 
     base = next((r for r in rows if r.get("variant") == "bucketed" and "audio_s_per_s" in r), None)
@@ -175,19 +176,16 @@ def main() -> None:
 
 
 def child_main(args) -> dict:
-    from asr.data import FeatureDataset, LengthBucketSampler, Utterance
-    from asr.features import Cmvn
+    from asr.data import LengthBucketSampler
     from asr.model import AcousticModel
     from asr.text import Vocab
 
     config = load_run_config()
     tc = config.train
-    cached = torch.load(args.cache, weights_only=False)
-    utts = [Utterance(**u) for u in cached["utterances"]]
     vocab = Vocab.load(config.data.vocab)
-    specaugment = None if args.child == "data_nospecaug" else config.specaugment
-    dataset = FeatureDataset(utts, cached["feats"], vocab, Cmvn.load(config.data.cmvn), specaugment, seed=tc.seed)
-    del cached
+    dataset = torch.load(args.cache, weights_only=False)  # our own pickle, written by the parent
+    if args.child == "data_nospecaug":
+        dataset.specaugment = None
     sampler = LengthBucketSampler(dataset.num_frames, tc.max_frames, tc.max_batch_size, shuffle=True, seed=tc.seed)
     if args.child.startswith("data"):
         return data_pipeline(args.child, dataset, sampler, config.features.hop_ms / 1000)

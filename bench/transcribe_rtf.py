@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--lm-model", default="exp/an4/blstm/best_lm.pt", help="a model carrying an LM (asr tune-lm)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    rep = Report("transcribe_rtf")
+    rep = Report("transcribe_rtf", quick=args.quick)
     for path in (args.manifest, args.model):
         if not Path(path).exists():
             rep.skip(f"{path} not found: run the AN4 recipe first (bash recipes/an4/run.sh)")

@@ -113,3 +113,32 @@ def test_stream_audio_rejects_non_finite_samples(tmp_path):
     sf.write(tmp_path / "nan.wav", samples, 16_000, subtype="FLOAT")
     with pytest.raises(AudioError, match="non-finite"):
         list(stream_audio(tmp_path / "nan.wav", block_seconds=0.5))
+
+
+def best_path(tokens: list[int], vocab_size: int = 5) -> torch.Tensor:
+    """log_probs (T, V) whose argmax at frame t is tokens[t]."""
+    return torch.nn.functional.one_hot(torch.tensor(tokens), vocab_size).float().mul(5).log_softmax(-1)
+
+
+def test_split_at_pauses_cuts_in_the_middle_of_long_blank_runs_only():
+    #        0  1  2  3  4  5  6  7  8  9 10 11 12 13 14
+    frames = [0, 2, 0, 0, 0, 0, 3, 0, 3, 0, 0, 0, 0, 0, 0]
+    segments = transcribe_module.split_at_pauses(best_path(frames), min_pause_frames=3)
+    assert segments == [(0, 4), (4, 15)]  # run 2-5 cut at 4; run 9-14 reaches the end: no cut; run 7 too short
+    assert transcribe_module.split_at_pauses(best_path([0, 0, 0, 0, 1]), 3) == [(0, 5)]  # leading silence: no cut
+    assert transcribe_module.split_at_pauses(best_path([1, 1]), 3) == [(0, 2)]
+
+
+def test_greedy_text_is_the_same_with_and_without_pause_segmentation():
+    torch.manual_seed(2)
+    tokens = torch.randint(0, 5, (300,))
+    tokens[torch.rand(300) < 0.6] = 0  # mostly blanks, with pauses
+    log_probs = best_path(tokens.tolist())
+    from asr.decode import greedy_search
+
+    (whole,) = greedy_search(log_probs.unsqueeze(0), torch.tensor([300]))
+    pieces = []
+    for start, end in transcribe_module.split_at_pauses(log_probs, 3):
+        (part,) = greedy_search(log_probs[start:end].unsqueeze(0), torch.tensor([end - start]))
+        pieces += [start + f for f in part.frames]
+    assert pieces == whole.frames
