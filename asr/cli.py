@@ -244,15 +244,17 @@ def cmd_lm(args: argparse.Namespace) -> int:
 
 
 def cmd_tune_lm(args: argparse.Namespace) -> int:
-    from asr.checkpoint import decoding_section, read_checkpoint, save_checkpoint
+    from asr.checkpoint import decoding_section, model_from_payload, read_checkpoint, save_checkpoint
     from asr.data import read_manifest
     from asr.decode import DecodeConfig, make_decoder
     from asr.lm import read_lexicon
     from asr.metrics import error_rates
+    from asr.train import pick_device
+    from asr.transcribe import Transcriber
     from asr.tuning import decode_all, tune_lm
 
-    args = argparse.Namespace(**vars(args), batch_size=32, decoder="greedy", lm_weight=None, word_score=None)
-    transcriber = _transcriber(args)
+    payload = read_checkpoint(args.model)  # read once: the model to tune, then the file to extend
+    transcriber = Transcriber(model_from_payload(payload, args.model), pick_device(args.device), batch_size=32)
     vocab = transcriber.loaded.vocab
     utterances = read_manifest(args.manifest)
     with open(args.lm, encoding="utf-8") as f:
@@ -271,7 +273,6 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
     )
     config, report = results[0]
     print(f"best: lm_weight={config.lm_weight:g} word_score={config.word_score:g} {report.summary()}")
-    payload = read_checkpoint(args.model)
     payload["decoding"] = decoding_section(config, arpa, lexicon)
     save_checkpoint(args.out, payload)
     print(f"model with LM and tuned weights -> {args.out}", file=sys.stderr)

@@ -326,6 +326,13 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Pat
     model = AcousticModel(config.model, input_dim=config.features.n_mels, vocab_size=len(vocab))
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
 
+    def record_if_best(report: ErrorReport) -> bool:
+        """Note the dev scores if they beat the best so far (WER, then CER); True when they do."""
+        if (report.wer, report.cer) >= (state["best_wer"], state["best_cer"]):
+            return False
+        state["best_wer"], state["best_cer"] = report.wer, report.cer
+        return True
+
     def epoch_path(epoch: int) -> Path:
         return out_dir / f"epoch{epoch}.pt"
 
@@ -454,9 +461,7 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Pat
             speed = audio_seen * ranks.world_size / max(epoch_time, 1e-9)  # audio seconds per second, all ranks
             if ranks.is_main:
                 report, _ = evaluate(model, dev_set, vocab, device, tc.max_frames)
-                improved = (report.wer, report.cer) < (state["best_wer"], state["best_cer"])
-                if improved:
-                    state["best_wer"], state["best_cer"] = report.wer, report.cer
+                improved = record_if_best(report)
                 log.log(state["step"], epoch, dev_wer=report.wer, dev_cer=report.cer, epoch_seconds=epoch_time,
                         realtime_factor=speed)
                 checkpoint(last_path)
@@ -476,9 +481,8 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Pat
             log.log(state["step"], tc.epochs, averaged_dev_wer=report.wer, averaged_dev_cer=report.cer)
             save_checkpoint(out_dir / "averaged.pt", checkpoint_payload(model, config.features, cmvn, vocab,
                                                                         run_config=to_dict(config)))
-            improved = (report.wer, report.cer) < (state["best_wer"], state["best_cer"])
+            improved = record_if_best(report)
             if improved:
-                state["best_wer"], state["best_cer"] = report.wer, report.cer
                 checkpoint(best_path)
             say(f"average of the last {tc.average_last} epochs: dev WER {100 * report.wer:.2f}% "
                 f"CER {100 * report.cer:.2f}%{' (best: saved as best.pt)' if improved else ''}")

@@ -117,7 +117,6 @@ class Transcriber:
         samples = load_audio(path, config.sample_rate)
         return self.loaded.cmvn.apply(log_mel(samples, config)), len(samples) / config.sample_rate
 
-    @torch.no_grad()
     def log_probs(self, paths: Sequence[str]) -> list[torch.Tensor]:
         """Model log-probs (T', V) on the CPU for each file, batched by length (errors raise)."""
         feats = [self.features(p)[0] for p in paths]
@@ -125,22 +124,16 @@ class Transcriber:
         out: list[torch.Tensor | None] = [None] * len(feats)
         for start in range(0, len(order), self.batch_size):
             chunk = order[start:start + self.batch_size]
-            padded = torch.nn.utils.rnn.pad_sequence([feats[i] for i in chunk], batch_first=True).to(self.device)
-            lens = torch.tensor([feats[i].shape[0] for i in chunk], device=self.device)
-            log_probs, out_lens = self.loaded.model(padded, lens)
+            log_probs, out_lens = batch_log_probs(self.loaded.model, [feats[i] for i in chunk], self.device)
             for row, i in enumerate(chunk):
-                out[i] = log_probs[row, : out_lens[row]].float().cpu()
+                out[i] = log_probs[row, : out_lens[row]]
         return out  # type: ignore[return-value]
 
-    @torch.no_grad()
     def decode_features(
         self, feats: Sequence[torch.Tensor], durations: Sequence[float] | None = None
     ) -> list[tuple[str, list[WordTiming]]]:
         """(text, word timings) for normalised feats [(T, F)], decoded as one padded batch."""
-        padded = torch.nn.utils.rnn.pad_sequence(list(feats), batch_first=True).to(self.device)
-        lens = torch.tensor([f.shape[0] for f in feats], device=self.device)
-        log_probs, out_lens = self.loaded.model(padded, lens)
-        log_probs = log_probs.float().cpu()
+        log_probs, out_lens = batch_log_probs(self.loaded.model, feats, self.device)
         results = []
         for i, hypothesis in enumerate(self.decode(log_probs, out_lens)):
             duration = durations[i] if durations is not None else None
@@ -185,6 +178,17 @@ class Transcriber:
 
 
 @torch.no_grad()
+def batch_log_probs(
+    model: AcousticModel, feats: Sequence[torch.Tensor], device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One padded forward pass: feats [(T, F)] -> log_probs (B, T', V) float32 on the CPU, out_lens (B,)."""
+    padded = torch.nn.utils.rnn.pad_sequence(list(feats), batch_first=True).to(device)
+    lens = torch.tensor([f.shape[0] for f in feats], device=device)
+    log_probs, out_lens = model(padded, lens)
+    return log_probs.float().cpu(), out_lens.cpu()
+
+
+@torch.no_grad()
 def windowed_log_probs(
     model: AcousticModel,
     feat_blocks: Iterable[torch.Tensor],
@@ -208,13 +212,10 @@ def windowed_log_probs(
     outputs: list[torch.Tensor] = []
 
     def run_pending() -> None:
-        windows = [w for w, _, _ in pending]
-        padded = torch.nn.utils.rnn.pad_sequence(windows, batch_first=True).to(device)
-        lens = torch.tensor([w.shape[0] for w in windows], device=device)
-        log_probs, _ = model(padded, lens)
+        log_probs, _ = batch_log_probs(model, [w for w, _, _ in pending], device)
         for row, (_, left, core) in enumerate(pending):
             start = left // stack
-            outputs.append(log_probs[row, start : start + -(-core // stack)].float().cpu())
+            outputs.append(log_probs[row, start : start + -(-core // stack)])
         pending.clear()
 
     def cut_windows(final: bool) -> None:
