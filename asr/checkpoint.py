@@ -61,6 +61,7 @@ def checkpoint_payload(
         "feature_config": asdict(features),
         "cmvn": cmvn.to_dict(),
         "vocab": list(vocab.tokens),
+        **({"bpe_model": vocab.model} if vocab.model is not None else {}),
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         **extra,
     }
@@ -129,7 +130,7 @@ def model_from_payload(payload: dict[str, Any], path: str | os.PathLike = "<chec
     try:
         features = _config(FeatureConfig, payload["feature_config"], path)
         model_config = _config(ModelConfig, payload["model_config"], path)
-        vocab = Vocab(tokens=tuple(payload["vocab"]))
+        vocab = Vocab(tokens=tuple(payload["vocab"]), model=payload.get("bpe_model"))
         cmvn = Cmvn.from_dict(payload["cmvn"])
         model = AcousticModel(model_config, input_dim=features.n_mels, vocab_size=len(vocab))
         model.load_state_dict({k: v.float() for k, v in payload["model"].items()})

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 EXIT_OK, EXIT_ERROR = 0, 1
+WORD_LM_ORDER, PIECE_LM_ORDER = 3, 6  # pieces are shorter than words: a piece LM needs a longer history
 BUNDLED_MODEL = Path(__file__).parent / "pretrained" / "an4_blstm" / "model.pt"
 
 
@@ -69,16 +70,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", metavar="PATH",
                    help="write an sclite-style report: per-utterance alignment, per-speaker WER, top substitutions")
 
-    p = commands.add_parser("lm", help="build a word n-gram LM (ARPA) and lexicon from a manifest's transcripts")
+    p = commands.add_parser("lm", help="build an n-gram LM (ARPA) from a manifest's transcripts: over words "
+                            "(plus a lexicon) for character models, over pieces for BPE models")
     p.add_argument("--manifest", required=True, help="training manifest (never the test set)")
-    p.add_argument("--order", type=int, default=3)
-    p.add_argument("--out-dir", required=True, help="writes lm.arpa and lexicon.txt here")
+    p.add_argument("--vocab", help="the model's vocabulary: a BPE one gives a piece LM (default: a word LM)")
+    p.add_argument("--order", type=int, help=f"n-gram order (default {WORD_LM_ORDER} for words, "
+                   f"{PIECE_LM_ORDER} for pieces)")
+    p.add_argument("--out-dir", required=True, help="writes lm.arpa (and lexicon.txt for a word LM) here")
 
     p = commands.add_parser("tune-lm", help="grid-search LM weight and word score on a dev set; save a model that uses them")
     p.add_argument("--model", required=True)
     p.add_argument("--manifest", required=True, help="dev manifest")
     p.add_argument("--lm", required=True, help="ARPA file (from `asr lm`)")
-    p.add_argument("--lexicon", required=True, help="lexicon file (from `asr lm`)")
+    p.add_argument("--lexicon", help="lexicon file (from `asr lm`); character models need it, BPE models use none")
     p.add_argument("--out", required=True, help="the model with its LM, lexicon and tuned weights inside")
     p.add_argument("--lm-weights", default="0,0.5,1,1.5,2,2.5,3,4", help="comma-separated alphas")
     p.add_argument("--word-scores", default="-1,0,1,2,3,4,5", help="comma-separated betas")
@@ -90,9 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--fp16", action="store_true", help="store weights in half precision (half the size)")
 
-    p = commands.add_parser("vocab", help="build the character vocabulary from a manifest")
+    p = commands.add_parser("vocab", help="build the vocabulary (characters or BPE pieces) from a manifest")
     p.add_argument("--manifest", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--config", help="YAML config whose data.units and data.bpe_size to use (default: characters)")
+    p.add_argument("--units", choices=["char", "bpe"], help="override data.units")
+    p.add_argument("--bpe-size", type=int, help="override data.bpe_size")
 
     p = commands.add_parser("cmvn", help="compute global mean/variance stats of a manifest's features")
     p.add_argument("--manifest", required=True)
@@ -232,14 +239,24 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_lm(args: argparse.Namespace) -> int:
     from asr.data import read_manifest
-    from asr.lm import lm_words, write_arpa, write_lexicon
+    from asr.lm import lm_words, piece_sentences, write_arpa, write_lexicon
+    from asr.text import Vocab
 
     texts = [u.text for u in read_manifest(args.manifest, check_audio=False)]
+    vocab = Vocab.load(args.vocab) if args.vocab else None
     os.makedirs(args.out_dir, exist_ok=True)
-    write_arpa(os.path.join(args.out_dir, "lm.arpa"), texts, order=args.order)
-    words = lm_words(texts)
-    write_lexicon(os.path.join(args.out_dir, "lexicon.txt"), words)
-    print(f"{args.order}-gram LM over {len(words)} words from {len(texts)} sentences -> {args.out_dir}", file=sys.stderr)
+    if vocab is not None and vocab.kind == "bpe":
+        order = args.order or PIECE_LM_ORDER
+        sentences = piece_sentences(texts, vocab)
+        write_arpa(os.path.join(args.out_dir, "lm.arpa"), sentences, order=order)
+        units = f"{len(lm_words(sentences))} pieces"
+    else:
+        order = args.order or WORD_LM_ORDER
+        write_arpa(os.path.join(args.out_dir, "lm.arpa"), texts, order=order)
+        words = lm_words(texts)
+        write_lexicon(os.path.join(args.out_dir, "lexicon.txt"), words)
+        units = f"{len(words)} words"
+    print(f"{order}-gram LM over {units} from {len(texts)} sentences -> {args.out_dir}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -247,7 +264,8 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
     from asr.checkpoint import decoding_section, model_from_payload, read_checkpoint, save_checkpoint
     from asr.data import read_manifest
     from asr.decode import DecodeConfig, make_decoder
-    from asr.lm import read_lexicon
+    from asr.errors import ASRError
+    from asr.lm import check_piece_lm, read_lexicon
     from asr.metrics import error_rates
     from asr.train import pick_device
     from asr.transcribe import Transcriber
@@ -259,7 +277,14 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
     utterances = read_manifest(args.manifest)
     with open(args.lm, encoding="utf-8") as f:
         arpa = f.read()
-    lexicon = sorted(read_lexicon(args.lexicon))
+    word_scores = [float(b) for b in args.word_scores.split(",")]
+    if vocab.kind == "bpe":  # a piece LM, open vocabulary: no lexicon, no word score (see asr.decode)
+        check_piece_lm(args.lm, vocab)
+        lexicon, word_scores = None, [0.0]
+    elif args.lexicon is None:
+        raise ASRError(f"{args.model}: a character model decodes with a word LM and needs --lexicon (from `asr lm`)")
+    else:
+        lexicon = sorted(read_lexicon(args.lexicon))
     emissions = transcriber.log_probs([u.audio for u in utterances])  # once, for the whole grid
     refs = [u.text for u in utterances]
     greedy = error_rates(refs, decode_all(make_decoder(vocab, DecodeConfig()), emissions, vocab))
@@ -267,7 +292,7 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
     results = tune_lm(
         emissions, refs, vocab, arpa, lexicon,
         lm_weights=[float(a) for a in args.lm_weights.split(",")],
-        word_scores=[float(b) for b in args.word_scores.split(",")],
+        word_scores=word_scores,
         base=DecodeConfig(decoder="beam", beam_size=args.beam_size),
         report=lambda c, r: print(f"lm_weight={c.lm_weight:<5g} word_score={c.word_score:<5g} {r.summary()}", flush=True),
     )
@@ -289,11 +314,16 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_vocab(args: argparse.Namespace) -> int:
     from asr.data import read_manifest
-    from asr.text import Vocab
+    from asr.config import load_config
+    from asr.text import build_vocab
+    from asr.train import RunConfig
 
-    vocab = Vocab.from_texts(u.text for u in read_manifest(args.manifest, check_audio=False))
+    data = load_config(RunConfig, args.config).data
+    units = args.units or data.units
+    bpe_size = args.bpe_size or data.bpe_size
+    vocab = build_vocab((u.text for u in read_manifest(args.manifest, check_audio=False)), units, bpe_size)
     vocab.save(args.out)
-    print(f"{len(vocab)} tokens -> {args.out}", file=sys.stderr)
+    print(f"{len(vocab)} {units} tokens -> {args.out}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -1,9 +1,14 @@
-"""CTC decoding: batched greedy search, beam search with an optional word n-gram LM, word timings.
+"""CTC decoding: batched greedy search, beam search with an optional n-gram LM, word timings.
 
 Beam search is flashlight-text's CTC decoder (through torchaudio.models.decoder.ctc_decoder): a
-maintained C++ prefix beam search with KenLM scoring of ARPA files and an optional lexicon that
-restricts the output to known words. Shallow fusion scores a hypothesis as
-    log P_ctc + lm_weight * log P_lm + word_score * (number of words).
+maintained C++ prefix beam search with KenLM scoring of ARPA files.
+- Character models: a word LM with a lexicon that restricts the output to known words (lexicon
+  decoder). Shallow fusion scores a hypothesis as
+      log P_ctc + lm_weight * log P_lm + word_score * (number of words).
+- BPE models: a piece LM (an n-gram over sentencepiece pieces, as NeMo does), no lexicon, so the
+  vocabulary stays open (lexicon-free decoder): log P_ctc + lm_weight * log P_lm; word_score is
+  not used. A lexicon decoder over pieces cannot absorb a word's last piece repeated over several
+  frames (flashlight leaves a word at its last token), which a character model avoids with " ".
 
 Shapes: log_probs (B, T, V), out_lens (B,). A Hypothesis lists emitted token ids and, for each,
 the output frame it was emitted at.
@@ -74,7 +79,8 @@ def greedy_decode(log_probs: torch.Tensor, out_lens: torch.Tensor, blank_id: int
 
 
 class BeamSearchDecoder:
-    """CTC prefix beam search (flashlight-text), optionally with a lexicon and a word ARPA LM.
+    """CTC prefix beam search (flashlight-text), optionally with an ARPA LM: over words with a
+    lexicon (character vocabularies), or over pieces without one (BPE vocabularies).
 
     lm_arpa and lexicon are the texts themselves (an ARPA file's contents, a list of words), as a
     checkpoint carries them; they are written to a temporary folder only while flashlight loads them.
@@ -87,14 +93,17 @@ class BeamSearchDecoder:
             from torchaudio.models.decoder import ctc_decoder
         except ImportError as err:  # flashlight-text missing
             raise ASRError(f"beam search needs the flashlight-text package ({err})") from None
-        if lm_arpa is not None and not lexicon:
+        if vocab.kind == "bpe" and lexicon:
+            raise ASRError("a lexicon applies to character models; BPE models decode with a piece LM and no lexicon")
+        if vocab.kind == "char" and lm_arpa is not None and not lexicon:
             raise ASRError("a word LM needs a lexicon (the words it can spell)")
         self.vocab = vocab
-        self.space_id = vocab.tokens.index(SPACE)
+        self.space_id = vocab.separator_id
         self.uses_lexicon = bool(lexicon)
         tokens = [WORD_BOUNDARY if t == SPACE else t for t in vocab.tokens]
+        silence = WORD_BOUNDARY if self.space_id is not None else vocab.tokens[BLANK_ID]
         with tempfile.TemporaryDirectory(prefix="asr-decoder-") as tmp:
-            lexicon_path = lm_path = None
+            lexicon_path = lm_path = lm_dict_path = None
             if lexicon:
                 lexicon_path = os.path.join(tmp, "lexicon.txt")
                 with open(lexicon_path, "w", encoding="utf-8") as f:
@@ -104,11 +113,19 @@ class BeamSearchDecoder:
                 lm_path = os.path.join(tmp, "lm.arpa")
                 with open(lm_path, "w", encoding="utf-8") as f:
                     f.write(lm_arpa)
+            if lm_arpa is not None and not lexicon:
+                # A piece LM's word list must list the tokens in id order: the decoder asks the LM
+                # about token id n as LM word n, and torchaudio's own list (made through a C++
+                # unordered_map) comes in no particular order.
+                lm_dict_path = os.path.join(tmp, "lm_words.txt")
+                with open(lm_dict_path, "w", encoding="utf-8") as f:
+                    f.write("".join(f"{t}\n" for t in tokens))
             with _native_output_silenced():  # KenLM prints loading progress bars from C++
                 self.decoder = ctc_decoder(
                     lexicon=lexicon_path,
                     tokens=tokens,
                     lm=lm_path,
+                    lm_dict=lm_dict_path,
                     nbest=1,
                     beam_size=config.beam_size,
                     beam_size_token=config.beam_size_token,
@@ -116,7 +133,7 @@ class BeamSearchDecoder:
                     lm_weight=config.lm_weight,
                     word_score=config.word_score,
                     blank_token=vocab.tokens[BLANK_ID],
-                    sil_token=WORD_BOUNDARY,
+                    sil_token=silence,
                 )
 
     def __call__(self, log_probs: torch.Tensor, out_lens: torch.Tensor) -> list[Hypothesis]:
@@ -183,19 +200,20 @@ def word_timings(
 ) -> list[WordTiming]:
     """Words of a hypothesis with start/end times and confidences.
 
-    A word starts at its first token's frame and ends one frame after its last token's frame
+    Words end at a separator token (characters) or where a piece starts a new word (BPE). A word
+    starts at its first token's frame and ends one frame after its last token's frame
     (clipped to duration). log_probs (T, V) are that utterance's, for the confidences: a token's
     posterior is its peak within CONFIDENCE_WINDOW frames of its frame, since beam search reports
     where a token entered the hypothesis, which can sit a frame or two off its CTC spike.
     """
-    space_id = vocab.tokens.index(SPACE)
+    separator_id = vocab.separator_id
     words: list[WordTiming] = []
     current: list[tuple[int, int]] = []
 
     def flush() -> None:
         if not current:
             return
-        text = "".join(vocab.tokens[t] for t, _ in current)
+        text = vocab.decode([t for t, _ in current])
         start, end = current[0][1] * frame_seconds, (current[-1][1] + 1) * frame_seconds
         if duration is not None:
             start, end = min(start, duration), min(end, duration)
@@ -208,9 +226,11 @@ def word_timings(
         current.clear()
 
     for token, frame in zip(hypothesis.tokens, hypothesis.frames):
-        if token == space_id:
+        if token == separator_id:
             flush()
-        else:
-            current.append((token, frame))
+            continue
+        if vocab.starts_word(token):
+            flush()
+        current.append((token, frame))
     flush()
     return words

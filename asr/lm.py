@@ -1,4 +1,4 @@
-"""Build the word n-gram LM and the lexicon used by beam search (no KenLM/SRILM needed).
+"""Build the n-gram LM (over words, or over BPE pieces) and the lexicon used by beam search (no KenLM/SRILM needed).
 
 `build_arpa` does what KenLM's `lmplz --discount_fallback` does, without pruning:
 
@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asr.errors import ASRError
+from asr.text import Vocab
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 WORD_BOUNDARY = "|"  # the token that ends every lexicon spelling (flashlight/torchaudio style)
@@ -188,6 +189,20 @@ def read_arpa(path: str | os.PathLike) -> list[dict[Ngram, tuple[float, float]]]
     if not found or found != expected:
         raise ASRError(f"{path}: header says {expected} n-grams per order, sections hold {found}")
     return tables
+
+
+def piece_sentences(texts: Iterable[str], vocab: Vocab) -> list[str]:
+    """Normalised texts as space-separated BPE pieces: the sentences of a piece LM."""
+    return [" ".join(vocab.tokens[i] for i in vocab.encode(text)) for text in texts]
+
+
+def check_piece_lm(path: str | os.PathLike, vocab: Vocab) -> None:
+    """Raise ASRError unless the ARPA file at path is an LM over this vocabulary's pieces."""
+    unigrams = {ngram[0] for ngram in read_arpa(path)[1]} - {BOS, EOS, UNK}
+    foreign = sorted(unigrams - set(vocab.tokens))
+    if foreign:
+        raise ASRError(f"{path}: not an LM over this model's pieces (unknown units {foreign[:5]}); "
+                       "build it with `asr lm --vocab`")
 
 
 def write_lexicon(path: str | os.PathLike, words: Iterable[str]) -> None:

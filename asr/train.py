@@ -50,8 +50,10 @@ class TrainingError(ASRError):
 class DataConfig:
     train_manifest: str = "exp/an4/data/train.jsonl"
     dev_manifest: str = "exp/an4/data/dev.jsonl"
-    vocab: str = "exp/an4/data/vocab.json"
+    vocab: str = "exp/an4/data/char/vocab.json"
     cmvn: str = "exp/an4/data/cmvn.json"
+    units: str = "char"  # char | bpe (sentencepiece); `asr vocab --config` builds data.vocab in these units
+    bpe_size: int = 256  # BPE pieces (an upper bound: small corpora may give fewer)
 
 
 @dataclass(frozen=True)
@@ -320,6 +322,11 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Pat
             tqdm.write(message)
 
     vocab = Vocab.load(config.data.vocab)
+    if vocab.kind != config.data.units:
+        raise ASRError(
+            f"{config.data.vocab}: holds {vocab.kind} units but data.units is {config.data.units!r}; "
+            "rebuild it with `asr vocab --config` or fix the config"
+        )
     cmvn = Cmvn.load(config.data.cmvn)
     if len(cmvn.mean) != config.features.n_mels:
         raise ASRError(f"{config.data.cmvn}: stats have {len(cmvn.mean)} bins, features.n_mels is {config.features.n_mels}")

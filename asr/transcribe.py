@@ -20,7 +20,7 @@ from asr.decode import DecodeConfig, Hypothesis, WordTiming, word_timings
 from asr.errors import ASRError
 from asr.features import StreamingLogMel, log_mel
 from asr.model import AcousticModel
-from asr.text import BLANK_ID, SPACE
+from asr.text import BLANK_ID
 
 LONG_AUDIO_SECONDS = 60.0  # longer files are streamed and run through the model in windows
 WINDOW_SECONDS = 20.0  # the part of each window whose output is kept
@@ -96,14 +96,14 @@ class Transcriber:
         )
         duration = num_samples / config.sample_rate
         vocab = self.loaded.vocab
-        space_id = vocab.tokens.index(SPACE)
+        separator_id = vocab.separator_id  # None for BPE: each segment's first piece starts a word
         tokens: list[int] = []
         frames: list[int] = []
         for start, end in split_at_pauses(log_probs, round(PAUSE_SECONDS / self.loaded.frame_seconds)):
             (segment,) = self.decode(log_probs[start:end].unsqueeze(0), torch.tensor([end - start]))
             if segment.tokens:
-                if tokens:
-                    tokens.append(space_id)  # segments are separate words
+                if tokens and separator_id is not None:
+                    tokens.append(separator_id)  # segments are separate words
                     frames.append(start)
                 tokens += segment.tokens
                 frames += [start + f for f in segment.frames]

@@ -26,7 +26,7 @@ def tune_lm(
     references: Sequence[str],
     vocab: Vocab,
     lm_arpa: str,
-    lexicon: Sequence[str],
+    lexicon: Sequence[str] | None,
     lm_weights: Iterable[float],
     word_scores: Iterable[float],
     base: DecodeConfig = DecodeConfig(decoder="beam"),

@@ -20,7 +20,7 @@ from asr.config import to_dict
 from asr.data import Utterance, compute_features, write_manifest
 from asr.features import Cmvn, FeatureConfig, SpecAugmentConfig, compute_cmvn
 from asr.model import AcousticModel, ModelConfig
-from asr.text import Vocab
+from asr.text import Vocab, build_vocab
 from asr.train import DataConfig, RunConfig, TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,13 +76,13 @@ OVERFIT_SET = {
 }
 
 
-def make_experiment(tmp_path: Path, an4_dir: Path, ids=OVERFIT_SET) -> DataConfig:
-    """Manifest, vocab and CMVN for a few AN4 utterances; train = dev."""
+def make_experiment(tmp_path: Path, an4_dir: Path, ids=OVERFIT_SET, units: str = "char") -> DataConfig:
+    """Manifest, vocab (in `units`) and CMVN for a few AN4 utterances; train = dev."""
     audio = {utt_id: an4_dir / "wav" / "an4_clstk" / speaker / f"{utt_id}.wav" for utt_id, (speaker, _) in ids.items()}
     return experiment_files(tmp_path, [
         Utterance(utt_id, str(audio[utt_id]), seconds(audio[utt_id]), text, speaker)
         for utt_id, (speaker, text) in ids.items()
-    ])
+    ], units)
 
 
 # Six generated "utterances" (tones of different lengths and pitches): trains like speech, needs no corpus.
@@ -105,16 +105,16 @@ def seconds(path: Path) -> float:
     return round(frames / rate, 3)
 
 
-def experiment_files(tmp_path: Path, utterances: list[Utterance]) -> DataConfig:
+def experiment_files(tmp_path: Path, utterances: list[Utterance], units: str = "char") -> DataConfig:
     """train.jsonl (also the dev set), vocab.json and cmvn.json for `utterances` in tmp_path."""
     manifest = tmp_path / "train.jsonl"
     write_manifest(manifest, utterances)
     vocab_path, cmvn_path = tmp_path / "vocab.json", tmp_path / "cmvn.json"
-    Vocab.from_texts(u.text for u in utterances).save(vocab_path)
+    build_vocab((u.text for u in utterances), units, bpe_size=40).save(vocab_path)
     _, feats, failures = compute_features(utterances, RunConfig().features)
     assert not failures
     compute_cmvn(feats).save(cmvn_path)
-    return DataConfig(str(manifest), str(manifest), str(vocab_path), str(cmvn_path))
+    return DataConfig(str(manifest), str(manifest), str(vocab_path), str(cmvn_path), units=units)
 
 
 def tiny_config(data: DataConfig, out_dir: Path, **train_overrides) -> RunConfig:

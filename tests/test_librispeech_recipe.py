@@ -80,7 +80,7 @@ def test_librispeech_recipe_runs_end_to_end_on_a_fake_tree(tmp_path, an4_dir):
     run_dir = tmp_path / "exp" / "blstm_100"
     results = (run_dir / "RESULTS.md").read_text()
     for split in ("dev-clean", "dev-other", "test-clean", "test-other"):
-        for decoding in ("greedy", "beam, no LM", "beam + 3-gram LM"):
+        for decoding in ("greedy", "beam, no LM", "beam + LM"):
             assert f"| {split} | {decoding} | 3 |" in results
-    assert (tmp_path / "exp" / "data" / "train_100" / "lm" / "lm.arpa").is_file()
+    assert (tmp_path / "exp" / "data" / "train_100" / "char" / "lm" / "lm.arpa").is_file()
     assert "cache_features: false" in (run_dir / "config.yaml").read_text()  # trained from audio on the fly

@@ -82,10 +82,21 @@ def test_recipe_runs_end_to_end_and_skips_finished_stages(tmp_path):
     for stage in range(5):
         assert f"Stage {stage}:" in first.stdout
     results = (exp / "blstm" / "RESULTS.md").read_text()
-    for decoding in ("greedy", "beam, no LM", "beam + 3-gram LM"):
+    for decoding in ("greedy", "beam, no LM", "beam + LM"):
         assert f"| test | {decoding} | 2 |" in results
+    assert "character tokens" in results and "word 3-gram" in results
     assert (exp / "blstm" / "best.pt").is_file()
 
     again = subprocess.run(args + ["--stop-stage", "3"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert again.returncode == 0, again.stderr
-    assert again.stdout.count("already done") == 3  # manifests, stats, training
+    assert again.stdout.count("already done") == 4  # manifests, CMVN, vocabulary + LM, training
+
+    # BPE units from another config: its own vocabulary and piece LM beside the character ones, same CMVN
+    bpe = subprocess.run(args + ["--config", "conf/an4_blstm_bpe.yaml"], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, timeout=600)
+    assert bpe.returncode == 0, bpe.stdout + bpe.stderr
+    assert bpe.stdout.count("already done") == 2  # manifests, CMVN
+    assert (exp / "data" / "bpe128" / "vocab.json").is_file() and not (exp / "data" / "bpe128" / "lm" / "lexicon.txt").exists()
+    results = (exp / "blstm_bpe" / "RESULTS.md").read_text()
+    assert "| test | beam + LM | 2 |" in results
+    assert "BPE tokens (sentencepiece)" in results and "6-gram over BPE pieces" in results

@@ -4,7 +4,7 @@
 #   bash recipes/an4/run.sh [--stage N] [--stop-stage M] [--data-dir DIR] [--config conf/an4_blstm.yaml]
 #                           [--exp-dir exp/an4] [--dev-speakers 6] [--overrides "train.epochs=10 train.device=cpu"]
 #
-# Stages: 0 obtain data, 1 manifests, 2 vocab + CMVN stats + word LM, 3 train,
+# Stages: 0 obtain data, 1 manifests, 2 CMVN stats + vocabulary + n-gram LM, 3 train,
 #         4 tune the LM weights on dev, decode (greedy, beam, beam + LM) and score.
 # Each stage skips work that is already done, so a killed recipe resumes where it stopped.
 # Runs from any folder (relative --data-dir/--exp-dir are taken from the caller's folder);
@@ -89,6 +89,6 @@ make_manifests() {
 
 run_stage 0 "obtain AN4" obtain_corpus
 run_stage 1 "manifests" make_manifests
-run_stage 2 "vocabulary, CMVN stats and word LM (from training transcripts only)" stage_stats
+run_stage 2 "CMVN stats, vocabulary and n-gram LM (from training transcripts only)" stage_stats
 run_stage 3 "train ($config -> $run_dir)" stage_train
 run_stage 4 "tune LM weights on dev, decode and score" stage_score

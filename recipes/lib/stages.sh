@@ -24,17 +24,32 @@ run_stage() {  # run_stage N "title" command...: runs the command when N is with
   fi
 }
 
-stage_stats() {  # vocabulary, CMVN stats and word LM from the training transcripts only
-  local stats=${stats_dir:-$data}
-  if [ -f "$stats/.stats.done" ]; then
-    echo "  already done ($stats/vocab.json, $stats/cmvn.json, $stats/lm/)"
+units_dir() {  # where the vocabulary and LM of the config's units live: <stats>/char or <stats>/bpe<size>
+  local units
+  units=$($python -c "import sys; from asr.config import load_config; from asr.train import RunConfig
+d = load_config(RunConfig, sys.argv[1]).data; print(d.units + (str(d.bpe_size) if d.units == 'bpe' else ''))" \
+    "$config") || exit 1
+  echo "${stats_dir:-$data}/$units"
+}
+
+stage_stats() {  # CMVN stats, then the vocabulary (units from the config) and n-gram LM, from training transcripts only
+  local stats=${stats_dir:-$data} units
+  units=$(units_dir)
+  mkdir -p "$units"
+  if [ -f "$stats/.cmvn.done" ]; then
+    echo "  already done ($stats/cmvn.json)"
+  else
+    $python -m asr cmvn --manifest "$data/$train_split.jsonl" --config "$config" --out "$stats/cmvn.json"
+    touch "$stats/.cmvn.done"
+  fi
+  if [ -f "$units/.done" ]; then
+    echo "  already done ($units/vocab.json, $units/lm/)"
     return
   fi
-  mkdir -p "$stats"
-  $python -m asr vocab --manifest "$data/$train_split.jsonl" --out "$stats/vocab.json"
-  $python -m asr cmvn --manifest "$data/$train_split.jsonl" --config "$config" --out "$stats/cmvn.json"
-  $python -m asr lm --manifest "$data/$train_split.jsonl" --order 3 --out-dir "$stats/lm"
-  touch "$stats/.stats.done"
+  $python -m asr vocab --manifest "$data/$train_split.jsonl" --config "$config" --out "$units/vocab.json"
+  # a word 3-gram + lexicon for character models, a piece 6-gram for BPE models
+  $python -m asr lm --manifest "$data/$train_split.jsonl" --vocab "$units/vocab.json" --out-dir "$units/lm"
+  touch "$units/.done"
 }
 
 stage_train() {  # asr train --resume: a killed run continues from its last checkpoint
@@ -47,7 +62,7 @@ stage_train() {  # asr train --resume: a killed run continues from its last chec
   # shellcheck disable=SC2086  # launcher and overrides are separate words
   if ! ${train_launcher:-$python -m asr} train --config "$config" --resume --no-progress train.out_dir="$run_dir" \
       data.train_manifest="$data/$train_split.jsonl" data.dev_manifest="$data/$dev_split.jsonl" \
-      data.vocab="${stats_dir:-$data}/vocab.json" data.cmvn="${stats_dir:-$data}/cmvn.json" $overrides \
+      data.vocab="$(units_dir)/vocab.json" data.cmvn="${stats_dir:-$data}/cmvn.json" $overrides \
       2>&1 | tee -a "$run_dir/train.log"; then
     echo "run.sh: training failed (see $run_dir/train.log); run again to resume" >&2
     exit 1
@@ -58,9 +73,11 @@ stage_train() {  # asr train --resume: a killed run continues from its last chec
 
 stage_score() {  # tune LM weights on dev, then greedy / beam / beam + LM on every evaluation split
   if [ ! -f "$run_dir/best_lm.pt" ]; then
+    local lm_dir lexicon=()
+    lm_dir=$(units_dir)/lm
+    [ -f "$lm_dir/lexicon.txt" ] && lexicon=(--lexicon "$lm_dir/lexicon.txt")
     $python -m asr tune-lm --model "$run_dir/best.pt" --manifest "$data/$dev_split.jsonl" \
-      --lm "${stats_dir:-$data}/lm/lm.arpa" --lexicon "${stats_dir:-$data}/lm/lexicon.txt" --out "$run_dir/best_lm.pt" \
-      | tee "$run_dir/tune_lm.txt"
+      --lm "$lm_dir/lm.arpa" "${lexicon[@]}" --out "$run_dir/best_lm.pt" | tee "$run_dir/tune_lm.txt"
   fi
   local split decoding model decoder name
   for split in $eval_splits; do

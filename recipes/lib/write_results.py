@@ -12,7 +12,7 @@ import torch
 from asr.checkpoint import model_from_payload, read_checkpoint
 
 
-DECODINGS = (("greedy", "greedy"), ("beam", "beam, no LM"), ("beam_lm", "beam + 3-gram LM"))
+DECODINGS = (("greedy", "greedy"), ("beam", "beam, no LM"), ("beam_lm", "beam + LM"))
 
 
 def cpu_name() -> str:
@@ -23,6 +23,11 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+def arpa_order(arpa: str) -> int:
+    """The highest n of an ARPA text's `ngram n=count` header lines."""
+    return max(int(line.split("=")[0].split()[1]) for line in arpa.splitlines() if line.startswith("ngram "))
 
 
 def main() -> None:
@@ -52,23 +57,30 @@ def main() -> None:
                 f"| {w['substitutions']}/{w['deletions']}/{w['insertions']} | {decode['rtf']:.4f} |"
             )
     threads = json.loads((run / f"decode_{args.splits[-1]}_greedy.json").read_text())["threads"]
-    tuned = model_from_payload(read_checkpoint(run / "best_lm.pt"), run / "best_lm.pt").decoding
+    with_lm = model_from_payload(read_checkpoint(run / "best_lm.pt"), run / "best_lm.pt")
+    tuned, order = with_lm.decoding, arpa_order(with_lm.lm_arpa)
+    if loaded.vocab.kind == "bpe":
+        units = f"{len(loaded.vocab)} BPE tokens (sentencepiece)"
+        lm = (f"LM: {order}-gram over BPE pieces (modified Kneser-Ney) from the training transcripts, no lexicon; "
+              f"lm_weight {tuned.lm_weight:g} chosen on dev by `asr tune-lm`.")
+    else:
+        units = f"{len(loaded.vocab)} character tokens"
+        lm = (f"LM: word {order}-gram (modified Kneser-Ney) from the training transcripts, lexicon of training "
+              f"words; lm_weight {tuned.lm_weight:g} and word_score {tuned.word_score:g} chosen on dev by `asr tune-lm`.")
     cfg = model.config
     lines = [
         f"# {run.parent.name} results: {run.name}",
         "",
         f"Model: {cfg.num_layers} x {cfg.hidden_size} {'bidirectional ' if cfg.bidirectional else ''}{cfg.cell.upper()}, "
         f"layer norm {'on' if cfg.layer_norm else 'off'}, frame stack {cfg.frame_stack}, "
-        f"{model.num_parameters() / 1e6:.2f} M parameters, {len(loaded.vocab)} character tokens; "
+        f"{model.num_parameters() / 1e6:.2f} M parameters, {units}; "
         f"{train_config['epochs']} epochs, config `{args.config}`.",
         "",
         "| set | decoder | utts | WER % | CER % | word S/D/I | decode RTF |",
         "|---|---|---|---|---|---|---|",
         *rows,
         "",
-        f"Beam search: flashlight-text, beam {tuned.beam_size}; LM: word 3-gram (modified Kneser-Ney) from the "
-        f"training transcripts, lexicon of training words; lm_weight {tuned.lm_weight:g} and word_score "
-        f"{tuned.word_score:g} chosen on dev by `asr tune-lm`.",
+        f"Beam search: flashlight-text, beam {tuned.beam_size}. {lm}",
         f"Training time: {train_seconds} s" if train_seconds is not None else "Training time: unknown",
         f"Machine: {device}, {threads} torch threads; torch {torch.__version__}, Python {platform.python_version()}.",
         "Decode RTF = seconds / audio seconds of `asr decode` once the model is loaded (features, batched model, decoding).",

@@ -6,7 +6,7 @@
 #        [--overrides "train.epochs=30"]
 #
 # Stages: 0 obtain data (a local LibriSpeech/ tree, the OpenSLR .tar.gz archives, or a download),
-#         1 manifests, 2 vocab + CMVN stats + word LM, 3 train (torchrun when --gpus > 1),
+#         1 manifests, 2 CMVN stats + vocabulary + n-gram LM, 3 train (torchrun when --gpus > 1),
 #         4 tune the LM weights on dev-clean, decode (greedy, beam, beam + LM) and score.
 # Each stage skips work that is already done, so a killed recipe resumes where it stopped.
 # For several nodes, run stage 3 yourself with torchrun --nnodes ... (see README).
@@ -112,6 +112,6 @@ make_manifests() {
 
 run_stage 0 "obtain LibriSpeech ($train_subsets $eval_subsets)" obtain_corpus
 run_stage 1 "manifests" make_manifests
-run_stage 2 "vocabulary, CMVN stats and word LM (from training transcripts only)" stage_stats
+run_stage 2 "CMVN stats, vocabulary and n-gram LM (from training transcripts only)" stage_stats
 run_stage 3 "train ($config -> $run_dir, $gpus GPU(s))" stage_train
 run_stage 4 "tune LM weights on $dev_split, decode and score" stage_score
