@@ -2,7 +2,9 @@
 
 Outputs in `train.out_dir`:
     last.pt      the latest state (every `checkpoint_every` steps and each epoch), for --resume
-    best.pt      the weights with the lowest dev WER so far (possibly an average of the last epochs)
+    best.pt      the weights with the lowest dev WER so far (possibly an average of the last epochs),
+                 or with train.keep: last, the final epoch's (or that average): for a model trained
+                 on train + dev, whose dev WER no longer tells epochs apart
     epochN.pt    weights of the last train.average_last epochs; averaged.pt their average
     metrics.csv  step,epoch,name,value rows (loss, lr, grad_norm, grad_norm_layerN, dev_wer, ...)
     config.yaml  the resolved configuration
@@ -77,6 +79,7 @@ class TrainConfig:
     max_bad_steps: int = 50  # consecutive non-finite steps before training stops
     speed_perturb: tuple[float, ...] = (1.0,)  # speed factors; each epoch an utterance uses one (1.0 first)
     average_last: int = 0  # average the weights of the last N epochs; kept as best.pt if better on dev
+    keep: str = "best"  # best.pt holds: best (lowest dev WER) | last (the final epoch, or the average)
 
 
 @dataclass(frozen=True)
@@ -302,6 +305,8 @@ def average_weights(paths: list[Path]) -> dict[str, torch.Tensor]:
 def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Path:
     """Train per config; returns the path of the best checkpoint."""
     tc = config.train
+    if tc.keep not in ("best", "last"):
+        raise ASRError(f"train.keep must be 'best' or 'last', got {tc.keep!r}")
     out_dir = Path(tc.out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -472,7 +477,7 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Pat
                 log.log(state["step"], epoch, dev_wer=report.wer, dev_cer=report.cer, epoch_seconds=epoch_time,
                         realtime_factor=speed)
                 checkpoint(last_path)
-                if improved:
+                if improved or tc.keep == "last":
                     checkpoint(best_path)
                 if tc.average_last > 1 and state["epoch"] > tc.epochs - tc.average_last:
                     save_checkpoint(epoch_path(state["epoch"]), checkpoint_payload(model, config.features, cmvn, vocab))
@@ -489,7 +494,7 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Pat
             save_checkpoint(out_dir / "averaged.pt", checkpoint_payload(model, config.features, cmvn, vocab,
                                                                         run_config=to_dict(config)))
             improved = record_if_best(report)
-            if improved:
+            if improved or tc.keep == "last":
                 checkpoint(best_path)
             say(f"average of the last {tc.average_last} epochs: dev WER {100 * report.wer:.2f}% "
                 f"CER {100 * report.cer:.2f}%{' (best: saved as best.pt)' if improved else ''}")
@@ -498,5 +503,8 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Pat
         ranks.close()
     if not best_path.exists():
         checkpoint(best_path)
-    say(f"done: best dev WER {100 * state['best_wer']:.2f}% -> {best_path}")
+    if tc.keep == "last":
+        say(f"done: the final {'average' if tc.average_last > 1 else 'epoch'} -> {best_path}")
+    else:
+        say(f"done: best dev WER {100 * state['best_wer']:.2f}% -> {best_path}")
     return best_path

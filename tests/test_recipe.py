@@ -91,6 +91,20 @@ def test_recipe_runs_end_to_end_and_skips_finished_stages(tmp_path):
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("already done") == 4  # manifests, CMVN, vocabulary + LM, training
 
+    # stage 5: the final model on train + dev, scored on test with stage 4's LM weights (not retuned)
+    final = subprocess.run(args + ["--stage", "5", "--stop-stage", "5"], capture_output=True, text=True, env=env,
+                           cwd=tmp_path, timeout=600)
+    assert final.returncode == 0, final.stdout + final.stderr
+    results = (exp / "blstm" / "final" / "RESULTS.md").read_text()
+    assert "| test | beam + LM | 2 |" in results and "| dev |" not in results
+    assert "train + dev" in results
+    trained_on = {json.loads(line)["id"] for line in (exp / "data" / "train_dev.jsonl").read_text().splitlines()}
+    dev = {json.loads(line)["id"] for line in (exp / "data" / "dev.jsonl").read_text().splitlines()}
+    assert dev and dev <= trained_on
+    assert "done: the final epoch" in (exp / "blstm" / "final" / "train.log").read_text()
+    tuned = (exp / "blstm" / "tune_lm.txt").read_text().split("best: ")[1].split()[:2]
+    assert (exp / "blstm" / "final" / "tune_lm.txt").read_text().split("best: ")[1].split()[:2] == tuned
+
     # BPE units from another config: its own vocabulary and piece LM beside the character ones, same CMVN
     bpe = subprocess.run(args + ["--config", "conf/an4_blstm_bpe.yaml"], capture_output=True, text=True, env=env,
                          cwd=tmp_path, timeout=600)

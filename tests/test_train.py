@@ -114,6 +114,21 @@ def test_unwritable_output_directory_fails_before_training(tmp_path):
         train(config, progress=False)
 
 
+def test_unknown_keep_rule_is_refused_before_training(tmp_path):
+    config = RunConfig(train=TrainConfig(out_dir=str(tmp_path / "run"), keep="newest"))
+    with pytest.raises(train_module.ASRError, match="train.keep must be 'best' or 'last'"):
+        train(config, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_keep_last_saves_the_final_epoch_as_best(tmp_path):
+    data = make_tone_experiment(tmp_path)
+    best = train(tiny_config(data, tmp_path / "run", epochs=3, keep="last"), progress=False)
+    final = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["model"]
+    kept = torch.load(best, weights_only=True)["model"]
+    assert all(torch.equal(final[k], kept[k]) for k in final)
+
+
 def test_average_of_the_last_epochs_is_saved_and_kept_when_better(tmp_path):
     data = make_tone_experiment(tmp_path)
     config = tiny_config(data, tmp_path / "run", epochs=4, average_last=3, lr=3e-3)

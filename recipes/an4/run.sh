@@ -5,7 +5,9 @@
 #                           [--exp-dir exp/an4] [--dev-speakers 6] [--overrides "train.epochs=10 train.device=cpu"]
 #
 # Stages: 0 obtain data, 1 manifests, 2 CMVN stats + vocabulary + n-gram LM, 3 train,
-#         4 tune the LM weights on dev, decode (greedy, beam, beam + LM) and score.
+#         4 tune the LM weights on dev, decode (greedy, beam, beam + LM) and score,
+#         5 (only with --stop-stage 5) the final model: the same training on train + dev (all
+#           training speakers), last epoch kept, test scored with stage 4's LM weights.
 # Each stage skips work that is already done, so a killed recipe resumes where it stopped.
 # Runs from any folder (relative --data-dir/--exp-dir are taken from the caller's folder);
 # --exp-dir defaults to exp/an4 in the repository root.
@@ -30,7 +32,7 @@ while [ $# -gt 0 ]; do
     --overrides) overrides=$2; shift 2 ;;
     --exp-dir) exp=$2; shift 2 ;;
     --dev-speakers) dev_speakers=$2; shift 2 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -92,3 +94,21 @@ run_stage 1 "manifests" make_manifests
 run_stage 2 "CMVN stats, vocabulary and n-gram LM (from training transcripts only)" stage_stats
 run_stage 3 "train ($config -> $run_dir)" stage_train
 run_stage 4 "tune LM weights on dev, decode and score" stage_score
+
+final_model() {  # stages 3-4 again on train + dev; nothing is chosen on test, nothing retuned on dev
+  [ -f "$run_dir/best_lm.pt" ] || { echo "run.sh: run stage 4 first (it tunes the LM weights)" >&2; exit 1; }
+  cat "$data/train.jsonl" "$data/dev.jsonl" > "$data/train_dev.jsonl"
+  local weights
+  weights=$($python -c "import sys; from asr.checkpoint import load_model
+d = load_model(sys.argv[1]).decoding; print(f'--lm-weights {d.lm_weight:g} --word-scores {d.word_score:g}')" \
+    "$run_dir/best_lm.pt") || exit 1
+  (
+    run_dir=$run_dir/final train_split=train_dev eval_splits=test tune_args=$weights
+    overrides="train.keep=last train.average_last=0 $overrides"
+    results_note="Final model: the same training on train + dev (all training speakers), the last epoch kept; LM weights fixed to the values stage 4 tuned on dev ($weights)."
+    mkdir -p "$run_dir"
+    stage_train
+    stage_score
+  ) || exit 1
+}
+run_stage 5 "final model: train + dev, LM weights from stage 4, scored on test" final_model

@@ -77,7 +77,7 @@ stage_score() {  # tune LM weights on dev, then greedy / beam / beam + LM on eve
     lm_dir=$(units_dir)/lm
     [ -f "$lm_dir/lexicon.txt" ] && lexicon=(--lexicon "$lm_dir/lexicon.txt")
     $python -m asr tune-lm --model "$run_dir/best.pt" --manifest "$data/$dev_split.jsonl" \
-      --lm "$lm_dir/lm.arpa" "${lexicon[@]}" --out "$run_dir/best_lm.pt" | tee "$run_dir/tune_lm.txt"
+      --lm "$lm_dir/lm.arpa" "${lexicon[@]}" ${tune_args:-} --out "$run_dir/best_lm.pt" | tee "$run_dir/tune_lm.txt"
   fi
   local split decoding model decoder name
   for split in $eval_splits; do
@@ -97,6 +97,6 @@ stage_score() {  # tune LM weights on dev, then greedy / beam / beam + LM on eve
   done
   # shellcheck disable=SC2086  # eval_splits is a list
   $python "$(dirname "${BASH_SOURCE[0]}")/write_results.py" --run-dir "$run_dir" --config "$config_arg" \
-    --splits $eval_splits --command "$recipe_command"
+    --splits $eval_splits --command "$recipe_command" --note "${results_note:-}"
   cat "$run_dir/RESULTS.md"
 }

@@ -10,19 +10,10 @@ from pathlib import Path
 import torch
 
 from asr.checkpoint import model_from_payload, read_checkpoint
+from asr.machine import device_description
 
 
 DECODINGS = (("greedy", "greedy"), ("beam", "beam, no LM"), ("beam_lm", "beam + LM"))
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def arpa_order(arpa: str) -> int:
@@ -36,6 +27,7 @@ def main() -> None:
     parser.add_argument("--config", required=True)
     parser.add_argument("--command", required=True)
     parser.add_argument("--splits", nargs="+", default=["dev", "test"], help="evaluation manifests, in table order")
+    parser.add_argument("--note", default="", help="a line to add under the table (e.g. how the model was made)")
     args = parser.parse_args()
     run = args.run_dir
 
@@ -44,7 +36,7 @@ def main() -> None:
     model = loaded.model
     train_config = payload["run_config"]["train"]
     train_seconds = int((run / "train_seconds").read_text()) if (run / "train_seconds").exists() else None
-    device = "GPU: " + torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU: {cpu_name()}"
+    device = device_description()
 
     rows = []
     for split in args.splits:
@@ -81,6 +73,7 @@ def main() -> None:
         *rows,
         "",
         f"Beam search: flashlight-text, beam {tuned.beam_size}. {lm}",
+        *([args.note] if args.note else []),
         f"Training time: {train_seconds} s" if train_seconds is not None else "Training time: unknown",
         f"Machine: {device}, {threads} torch threads; torch {torch.__version__}, Python {platform.python_version()}.",
         "Decode RTF = seconds / audio seconds of `asr decode` once the model is loaded (features, batched model, decoding).",
