@@ -21,18 +21,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from asr.machine import cpu_model
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 BUSY_CPU_SHARE = 0.2  # another process using more than this share of one core counts as load
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def busy_processes(interval: float = 1.0) -> list[dict]:
