@@ -2,6 +2,7 @@
 per wall second and peak memory, for several ways of batching and running the model.
 
     python bench/train_throughput.py [--quick] [--threads 2] [--steps N] [--variants bucketed,packed,...]
+                                     [--model-config conf/librispeech_blstm.yaml]
 
 Each variant runs in a fresh child process (so its peak RSS is its own) on the same cached
 dataset: `warmup` steps on epoch 0's batches, then `steps` timed steps on epoch 1's batches
@@ -18,6 +19,7 @@ autocast, cuDNN on vs off.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import sys
@@ -38,11 +40,21 @@ CUDA_VARIANTS = ("cuda_fp32", "cuda_bf16", "cuda_fp32_nocudnn", "cuda_bf16_nocud
 RESULT_PREFIX = "RESULT "
 
 
-def load_run_config():
+def load_run_config(model_config: str | None = None):
+    """The AN4 config; with model_config, its model section and batch limits from that config
+    (e.g. conf/librispeech_blstm.yaml), to time a bigger model on the same AN4 batches."""
+    import dataclasses
+
     from asr.config import load_config
     from asr.train import RunConfig
 
-    return load_config(RunConfig, CONFIG)
+    config = load_config(RunConfig, CONFIG)
+    if model_config is None:
+        return config
+    other = load_config(RunConfig, ROOT / model_config)
+    train = dataclasses.replace(config.train, max_frames=other.train.max_frames,
+                                max_batch_size=other.train.max_batch_size)
+    return dataclasses.replace(config, model=other.model, train=train)
 
 
 class PackedModel(nn.Module):
@@ -105,6 +117,8 @@ def cache_dataset(config, path: Path, quick: bool) -> dict:
 def run_variant(variant: str, cache: Path, args) -> dict:
     command = [sys.executable, __file__, "--child", variant, "--cache", str(cache), "--threads", str(args.threads),
                "--warmup", str(args.warmup), "--steps", str(args.steps)]
+    if args.model_config:
+        command += ["--model-config", args.model_config]
     timeout = args.compile_timeout if variant == "compiled" else None
     print(f"  {variant} ...", flush=True)
     done = run_child(command, env=child_env(args.threads), timeout=timeout, check=False)
@@ -125,6 +139,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=0, help="timed steps (default 0: one whole epoch)")
     parser.add_argument("--variants", default=",".join(CPU_VARIANTS + CUDA_VARIANTS),
                         help="comma-separated subset (CUDA ones are skipped without CUDA)")
+    parser.add_argument("--model-config", help="time this config's model and batch limits on AN4 "
+                        "(e.g. conf/librispeech_blstm.yaml); writes results/train_throughput_<name>.json")
     parser.add_argument("--compile-timeout", type=float, default=600, help="give up on torch.compile after this (s)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--cache", help=argparse.SUPPRESS)
@@ -137,8 +153,9 @@ def main() -> None:
         args.warmup, args.steps = 1, 3
 
     torch.set_num_threads(args.threads)
-    rep = Report("train_throughput", quick=args.quick)
-    config = load_run_config()
+    name = "train_throughput" + (f"_{Path(args.model_config).stem}" if args.model_config else "")
+    rep = Report(name, quick=args.quick)
+    config = load_run_config(args.model_config)
     for path in (config.data.train_manifest, config.data.vocab, config.data.cmvn):
         if not (ROOT / path).exists():
             rep.skip(f"{path} not found: prepare AN4 first (bash recipes/an4/run.sh --stop-stage 2)")
@@ -165,7 +182,8 @@ def main() -> None:
     train_rows = [r for r in rows if not r["variant"].startswith("data")]
     data_rows = [r for r in rows if r["variant"].startswith("data")]
     rep.write(
-        {"config": str(CONFIG.relative_to(ROOT)), "max_frames": config.train.max_frames, "data": data,
+        {"config": str(CONFIG.relative_to(ROOT)), "model_config": args.model_config, "model": dataclasses.asdict(config.model),
+         "max_frames": config.train.max_frames, "max_batch_size": config.train.max_batch_size, "data": data,
          "warmup_steps": args.warmup, "timed_steps": args.steps or "one epoch", "variants": rows},
         tables=[("Training throughput (audio s per wall s)", train_rows, train_cols),
                 ("Data pipeline alone", data_rows, data_cols)],
@@ -180,7 +198,7 @@ def child_main(args) -> dict:
     from asr.model import AcousticModel
     from asr.text import Vocab
 
-    config = load_run_config()
+    config = load_run_config(args.model_config)
     tc = config.train
     vocab = Vocab.load(config.data.vocab)
     dataset = torch.load(args.cache, weights_only=False)  # our own pickle, written by the parent
