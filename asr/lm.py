@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from collections import defaultdict
@@ -196,12 +197,34 @@ def piece_sentences(texts: Iterable[str], vocab: Vocab) -> list[str]:
     return [" ".join(vocab.tokens[i] for i in vocab.encode(text)) for text in texts]
 
 
-def check_piece_lm(path: str | os.PathLike, vocab: Vocab) -> None:
-    """Raise ASRError unless the ARPA file at path is an LM over this vocabulary's pieces."""
-    unigrams = {ngram[0] for ngram in read_arpa(path)[1]} - {BOS, EOS, UNK}
-    foreign = sorted(unigrams - set(vocab.tokens))
+def arpa_order(arpa: str) -> int:
+    """The highest n in an ARPA text's `ngram n=count` header lines."""
+    orders = [int(line.split()[1].split("=")[0]) for line in io.StringIO(arpa) if line.startswith("ngram ")]
+    if not orders:
+        raise ASRError("not ARPA: no `ngram n=count` header lines")
+    return max(orders)
+
+
+def arpa_unigrams(arpa: str) -> set[str]:
+    """The words of an ARPA text's 1-gram section; the text after that section is not read."""
+    words: set[str] = set()
+    inside = False
+    for line in io.StringIO(arpa):
+        line = line.strip()
+        if line == "\\1-grams:":
+            inside = True
+        elif inside and (line.startswith("\\") or not line):
+            break
+        elif inside:
+            words.add(line.split()[1])
+    return words
+
+
+def check_piece_lm(arpa: str, vocab: Vocab, source: str | os.PathLike) -> None:
+    """Raise ASRError (naming source) unless the ARPA text is an LM over this vocabulary's pieces."""
+    foreign = sorted(arpa_unigrams(arpa) - {BOS, EOS, UNK} - set(vocab.tokens))
     if foreign:
-        raise ASRError(f"{path}: not an LM over this model's pieces (unknown units {foreign[:5]}); "
+        raise ASRError(f"{source}: not an LM over this model's pieces (unknown units {foreign[:5]}); "
                        "build it with `asr lm --vocab`")
 
 

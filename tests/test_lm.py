@@ -248,3 +248,13 @@ def test_bad_arguments_are_errors(tmp_path):
     (tmp_path / "bad.arpa").write_text("\\data\\\nngram 1=2\n\n\\1-grams:\n-1\ta\n\n\\end\\\n")
     with pytest.raises(ASRError, match="header"):
         read_arpa(tmp_path / "bad.arpa")
+
+
+def test_arpa_order_and_unigrams_are_read_from_the_text():
+    from asr.lm import arpa_order, arpa_unigrams
+
+    arpa = build_arpa(["A B C", "B C", "C A"], order=3)
+    assert arpa_order(arpa) == 3
+    assert arpa_unigrams(arpa) == {"A", "B", "C", "<s>", "</s>", "<unk>"}
+    with pytest.raises(ASRError, match="not ARPA"):
+        arpa_order("just text\n")

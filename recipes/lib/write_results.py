@@ -10,15 +10,11 @@ from pathlib import Path
 import torch
 
 from asr.checkpoint import model_from_payload, read_checkpoint
+from asr.lm import arpa_order
 from asr.machine import device_description
 
 
 DECODINGS = (("greedy", "greedy"), ("beam", "beam, no LM"), ("beam_lm", "beam + LM"))
-
-
-def arpa_order(arpa: str) -> int:
-    """The highest n of an ARPA text's `ngram n=count` header lines."""
-    return max(int(line.split("=")[0].split()[1]) for line in arpa.splitlines() if line.startswith("ngram "))
 
 
 def main() -> None:
