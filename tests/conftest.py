@@ -20,7 +20,7 @@ from asr.config import to_dict
 from asr.data import Utterance, compute_features, write_manifest
 from asr.features import Cmvn, FeatureConfig, SpecAugmentConfig, compute_cmvn
 from asr.model import AcousticModel, ModelConfig
-from asr.text import Vocab, build_vocab
+from asr.text import BLANK_ID, Vocab, build_vocab
 from asr.train import DataConfig, RunConfig, TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,6 +44,24 @@ def untrained_model(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("model") / "model.pt"
     save_checkpoint(path, checkpoint_payload(model, features, cmvn, vocab))
     return path
+
+
+def frame_log_probs(vocab: Vocab, frames: list[dict[str, float]]) -> torch.Tensor:
+    """log_probs (1, T, V) from per-frame {token: probability}; the rest of each frame's mass goes to blank."""
+    rows = []
+    for frame in frames:
+        probs = torch.full((len(vocab),), 1e-4)
+        for token, p in frame.items():
+            probs[vocab.tokens.index(token)] = p
+        probs[BLANK_ID] = max(1e-4, 1 - sum(frame.values()))
+        rows.append((probs / probs.sum()).log())
+    return torch.stack(rows).unsqueeze(0)
+
+
+def decoded_text(decode, vocab: Vocab, log_probs: torch.Tensor) -> str:
+    """The text a decoder gives for one utterance's log_probs (1, T, V)."""
+    (hyp,) = decode(log_probs, torch.tensor([log_probs.shape[1]]))
+    return vocab.decode(hyp.tokens)
 
 
 @pytest.fixture(scope="session")

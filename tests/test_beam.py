@@ -11,24 +11,17 @@ from asr.lm import build_arpa
 from asr.text import Vocab
 from asr.tuning import tune_lm
 
+from .conftest import decoded_text, frame_log_probs
+
 VOCAB = Vocab.from_texts(["ABCTUX"])  # <blank>, ' ', A, B, C, T, U, X
 
 
 def emissions(frames: list[dict[str, float]]) -> torch.Tensor:
-    """log_probs (1, T, V) from per-frame {token: probability}; the rest of each frame's mass goes to blank."""
-    rows = []
-    for frame in frames:
-        probs = torch.full((len(VOCAB),), 1e-4)
-        for token, p in frame.items():
-            probs[VOCAB.tokens.index(token)] = p
-        probs[0] = max(1e-4, 1 - sum(frame.values()))
-        rows.append((probs / probs.sum()).log())
-    return torch.stack(rows).unsqueeze(0)
+    return frame_log_probs(VOCAB, frames)
 
 
 def text_of(decode, log_probs: torch.Tensor) -> str:
-    (hyp,) = decode(log_probs, torch.tensor([log_probs.shape[1]]))
-    return VOCAB.decode(hyp.tokens)
+    return decoded_text(decode, VOCAB, log_probs)
 
 
 # C, then A (0.45) or U (0.55), then T: acoustically "CUT" by a little.

@@ -15,7 +15,7 @@ from asr.lm import build_arpa, check_piece_lm, piece_sentences
 from asr.model import AcousticModel, ModelConfig
 from asr.text import BLANK, BLANK_ID, WORD_START, Vocab, build_vocab
 
-from .conftest import OVERFIT_SET, make_experiment, read_metric, run_asr, tiny_config
+from .conftest import OVERFIT_SET, decoded_text, frame_log_probs, make_experiment, read_metric, run_asr, tiny_config
 
 TEXTS = ["CAT CUT", "CATS CUT CAT", "A CAT", "THE CUT", "CAT CATS"] * 20
 VOCAB = build_vocab(TEXTS, "bpe", bpe_size=14)  # whole-word pieces for CAT and CUT, CATS = CAT + S
@@ -93,20 +93,11 @@ def test_bpe_vocabulary_travels_inside_the_checkpoint(tmp_path):
 
 
 def emissions(frames: list[dict[str, float]]) -> torch.Tensor:
-    """log_probs (1, T, V) from per-frame {piece: probability}; the rest of each frame's mass goes to blank."""
-    rows = []
-    for frame in frames:
-        probs = torch.full((len(VOCAB),), 1e-4)
-        for piece, p in frame.items():
-            probs[VOCAB.tokens.index(piece)] = p
-        probs[BLANK_ID] = max(1e-4, 1 - sum(frame.values()))
-        rows.append((probs / probs.sum()).log())
-    return torch.stack(rows).unsqueeze(0)
+    return frame_log_probs(VOCAB, frames)
 
 
 def text_of(decode, log_probs: torch.Tensor) -> str:
-    (hyp,) = decode(log_probs, torch.tensor([log_probs.shape[1]]))
-    return VOCAB.decode(hyp.tokens)
+    return decoded_text(decode, VOCAB, log_probs)
 
 
 CAT, CUT = WORD_START + "CAT", WORD_START + "CUT"
@@ -154,12 +145,10 @@ def test_bpe_models_take_no_lexicon():
         BeamSearchDecoder(VOCAB, DecodeConfig(decoder="beam"), lexicon=["CAT", "CUT"])
 
 
-def test_a_word_lm_is_not_taken_for_a_piece_lm(tmp_path):
-    (tmp_path / "words.arpa").write_text(build_arpa(["CAT CUT", "THE CAT"], order=2), encoding="utf-8")
-    (tmp_path / "pieces.arpa").write_text(piece_lm(["CAT CUT", "THE CAT"]), encoding="utf-8")
-    check_piece_lm(tmp_path / "pieces.arpa", VOCAB)
+def test_a_word_lm_is_not_taken_for_a_piece_lm():
+    check_piece_lm(piece_lm(["CAT CUT", "THE CAT"]), VOCAB, "pieces.arpa")
     with pytest.raises(ASRError, match="not an LM over this model's pieces"):
-        check_piece_lm(tmp_path / "words.arpa", VOCAB)
+        check_piece_lm(build_arpa(["CAT CUT", "THE CAT"], order=2), VOCAB, "words.arpa")
 
 
 def test_bpe_word_timings_split_where_a_piece_starts_a_word():
