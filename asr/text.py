@@ -115,12 +115,14 @@ class Vocab:
 
     def encode(self, text: str) -> list[int]:
         """Normalised text -> ids. Raises ASRError naming any character not in the vocabulary."""
-        unknown = self.unknown_chars(text)
-        if unknown:
-            raise ASRError(f"characters not in the vocabulary: {sorted(unknown)}")
-        if self.model is not None:
+        if self.model is None:
+            try:
+                return [self._ids[c] for c in text]
+            except KeyError:
+                pass
+        elif not self.unknown_chars(text):  # sentencepiece would quietly map them to <unk>
             return [i + 1 for i in self._processor.encode(text)]
-        return [self._ids[c] for c in text]
+        raise ASRError(f"characters not in the vocabulary: {sorted(self.unknown_chars(text))}")
 
     def decode(self, ids: Sequence[int]) -> str:
         """ids (already CTC-collapsed, no blanks) -> text with single spaces, stripped."""
@@ -130,19 +132,9 @@ class Vocab:
             text = "".join(self.tokens[i] for i in ids if i != BLANK_ID)
         return _SPACES.sub(" ", text).strip()
 
-    def to_dict(self) -> dict:
-        """Plain data for checkpoints: {"tokens": [...]} plus {"bpe_model": bytes} for BPE."""
-        data: dict = {"tokens": list(self.tokens)}
-        if self.model is not None:
-            data["bpe_model"] = self.model
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Vocab:
-        return cls(tokens=tuple(data["tokens"]), model=data.get("bpe_model"))
-
     def save(self, path: str | os.PathLike) -> None:
-        data = self.to_dict()
+        """JSON: {"tokens": [...]}, plus {"bpe_model": base64 of the sentencepiece model} for BPE."""
+        data: dict = {"tokens": list(self.tokens)}
         if self.model is not None:
             data["bpe_model"] = base64.b64encode(self.model).decode("ascii")
         with open(path, "w", encoding="utf-8") as f:
@@ -153,9 +145,10 @@ class Vocab:
         try:
             with open(path, encoding="utf-8") as f:
                 data = json.load(f)
-            if data.get("bpe_model") is not None:
-                data["bpe_model"] = base64.b64decode(data["bpe_model"], validate=True)
-            return cls.from_dict(data)
+            model = data.get("bpe_model")
+            if model is not None:
+                model = base64.b64decode(model, validate=True)
+            return cls(tokens=tuple(data["tokens"]), model=model)
         except (OSError, ValueError, KeyError, TypeError, AttributeError, binascii.Error) as err:
             raise ASRError(f"{path}: not a vocabulary file ({err})") from None
         except ASRError as err:
