@@ -246,17 +246,13 @@ def cmd_lm(args: argparse.Namespace) -> int:
     vocab = Vocab.load(args.vocab) if args.vocab else None
     os.makedirs(args.out_dir, exist_ok=True)
     if vocab is not None and vocab.kind == "bpe":
-        order = args.order or PIECE_LM_ORDER
-        sentences = piece_sentences(texts, vocab)
-        write_arpa(os.path.join(args.out_dir, "lm.arpa"), sentences, order=order)
-        units = f"{len(lm_words(sentences))} pieces"
+        sentences, order, units = piece_sentences(texts, vocab), args.order or PIECE_LM_ORDER, "pieces"
     else:
-        order = args.order or WORD_LM_ORDER
-        write_arpa(os.path.join(args.out_dir, "lm.arpa"), texts, order=order)
-        words = lm_words(texts)
-        write_lexicon(os.path.join(args.out_dir, "lexicon.txt"), words)
-        units = f"{len(words)} words"
-    print(f"{order}-gram LM over {units} from {len(texts)} sentences -> {args.out_dir}", file=sys.stderr)
+        sentences, order, units = texts, args.order or WORD_LM_ORDER, "words"
+        write_lexicon(os.path.join(args.out_dir, "lexicon.txt"), lm_words(texts))
+    write_arpa(os.path.join(args.out_dir, "lm.arpa"), sentences, order=order)
+    print(f"{order}-gram LM over {len(lm_words(sentences))} {units} from {len(texts)} sentences -> {args.out_dir}",
+          file=sys.stderr)
     return EXIT_OK
 
 
@@ -279,7 +275,7 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
         arpa = f.read()
     word_scores = [float(b) for b in args.word_scores.split(",")]
     if vocab.kind == "bpe":  # a piece LM, open vocabulary: no lexicon, no word score (see asr.decode)
-        check_piece_lm(args.lm, vocab)
+        check_piece_lm(arpa, vocab, args.lm)
         lexicon, word_scores = None, [0.0]
     elif args.lexicon is None:
         raise ASRError(f"{args.model}: a character model decodes with a word LM and needs --lexicon (from `asr lm`)")
