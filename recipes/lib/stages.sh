@@ -24,32 +24,35 @@ run_stage() {  # run_stage N "title" command...: runs the command when N is with
   fi
 }
 
-units_dir() {  # where the vocabulary and LM of the config's units live: <stats>/char or <stats>/bpe<size>
+units_dir=""  # set once per run by resolve_units
+
+resolve_units() {  # $units_dir: where the config's units keep vocabulary and LM: <stats>/char or <stats>/bpe<size>
+  [ -z "$units_dir" ] || return 0
   local units
   units=$($python -c "import sys; from asr.config import load_config; from asr.train import RunConfig
 d = load_config(RunConfig, sys.argv[1]).data; print(d.units + (str(d.bpe_size) if d.units == 'bpe' else ''))" \
     "$config") || exit 1
-  echo "${stats_dir:-$data}/$units"
+  units_dir=${stats_dir:-$data}/$units
 }
 
 stage_stats() {  # CMVN stats, then the vocabulary (units from the config) and n-gram LM, from training transcripts only
-  local stats=${stats_dir:-$data} units
-  units=$(units_dir)
-  mkdir -p "$units"
+  local stats=${stats_dir:-$data}
+  resolve_units
+  mkdir -p "$units_dir"
   if [ -f "$stats/.cmvn.done" ]; then
     echo "  already done ($stats/cmvn.json)"
   else
     $python -m asr cmvn --manifest "$data/$train_split.jsonl" --config "$config" --out "$stats/cmvn.json"
     touch "$stats/.cmvn.done"
   fi
-  if [ -f "$units/.done" ]; then
-    echo "  already done ($units/vocab.json, $units/lm/)"
+  if [ -f "$units_dir/.done" ]; then
+    echo "  already done ($units_dir/vocab.json, $units_dir/lm/)"
     return
   fi
-  $python -m asr vocab --manifest "$data/$train_split.jsonl" --config "$config" --out "$units/vocab.json"
+  $python -m asr vocab --manifest "$data/$train_split.jsonl" --config "$config" --out "$units_dir/vocab.json"
   # a word 3-gram + lexicon for character models, a piece 6-gram for BPE models
-  $python -m asr lm --manifest "$data/$train_split.jsonl" --vocab "$units/vocab.json" --out-dir "$units/lm"
-  touch "$units/.done"
+  $python -m asr lm --manifest "$data/$train_split.jsonl" --vocab "$units_dir/vocab.json" --out-dir "$units_dir/lm"
+  touch "$units_dir/.done"
 }
 
 stage_train() {  # asr train --resume: a killed run continues from its last checkpoint
@@ -58,11 +61,12 @@ stage_train() {  # asr train --resume: a killed run continues from its last chec
     return
   fi
   local start
+  resolve_units
   start=$(date +%s)
   # shellcheck disable=SC2086  # launcher and overrides are separate words
   if ! ${train_launcher:-$python -m asr} train --config "$config" --resume --no-progress train.out_dir="$run_dir" \
       data.train_manifest="$data/$train_split.jsonl" data.dev_manifest="$data/$dev_split.jsonl" \
-      data.vocab="$(units_dir)/vocab.json" data.cmvn="${stats_dir:-$data}/cmvn.json" $overrides \
+      data.vocab="$units_dir/vocab.json" data.cmvn="${stats_dir:-$data}/cmvn.json" $overrides \
       2>&1 | tee -a "$run_dir/train.log"; then
     echo "run.sh: training failed (see $run_dir/train.log); run again to resume" >&2
     exit 1
@@ -73,8 +77,8 @@ stage_train() {  # asr train --resume: a killed run continues from its last chec
 
 stage_score() {  # tune LM weights on dev, then greedy / beam / beam + LM on every evaluation split
   if [ ! -f "$run_dir/best_lm.pt" ]; then
-    local lm_dir lexicon=()
-    lm_dir=$(units_dir)/lm
+    resolve_units
+    local lm_dir=$units_dir/lm lexicon=()
     [ -f "$lm_dir/lexicon.txt" ] && lexicon=(--lexicon "$lm_dir/lexicon.txt")
     $python -m asr tune-lm --model "$run_dir/best.pt" --manifest "$data/$dev_split.jsonl" \
       --lm "$lm_dir/lm.arpa" "${lexicon[@]}" ${tune_args:-} --out "$run_dir/best_lm.pt" | tee "$run_dir/tune_lm.txt"
