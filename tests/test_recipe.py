@@ -85,6 +85,7 @@ def test_recipe_runs_end_to_end_and_skips_finished_stages(tmp_path):
     for decoding in ("greedy", "beam, no LM", "beam + LM"):
         assert f"| test | {decoding} | 2 |" in results
     assert "character tokens" in results and "word 3-gram" in results
+    assert "torch threads: torch's default for training" in results  # train.threads 0 in the config
     assert (exp / "blstm" / "best.pt").is_file()
 
     again = subprocess.run(args + ["--stop-stage", "3"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)

@@ -44,7 +44,8 @@ def main() -> None:
                 f"| {split} | {label} | {score['utterances']} | {100 * score['wer']:.2f} | {100 * score['cer']:.2f} "
                 f"| {w['substitutions']}/{w['deletions']}/{w['insertions']} | {decode['rtf']:.4f} |"
             )
-    threads = json.loads((run / f"decode_{args.splits[-1]}_greedy.json").read_text())["threads"]
+    decode_threads = json.loads((run / f"decode_{args.splits[-1]}_greedy.json").read_text())["threads"]
+    train_threads = train_config.get("threads") or "torch's default"
     with_lm = model_from_payload(read_checkpoint(run / "best_lm.pt"), run / "best_lm.pt")
     tuned, order = with_lm.decoding, arpa_order(with_lm.lm_arpa)
     if loaded.vocab.kind == "bpe":
@@ -71,7 +72,8 @@ def main() -> None:
         f"Beam search: flashlight-text, beam {tuned.beam_size}. {lm}",
         *([args.note] if args.note else []),
         f"Training time: {train_seconds} s" if train_seconds is not None else "Training time: unknown",
-        f"Machine: {device}, {threads} torch threads; torch {torch.__version__}, Python {platform.python_version()}.",
+        f"Machine: {device}; torch threads: {train_threads} for training, {decode_threads} for decoding; "
+        f"torch {torch.__version__}, Python {platform.python_version()}.",
         "Decode RTF = seconds / audio seconds of `asr decode` once the model is loaded (features, batched model, decoding).",
         "",
         f"Command: `{args.command}`",
