@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from asr.atomic import atomic_write
 from asr.decode import DecodeConfig, make_decoder
 from asr.errors import ASRError
 from asr.features import Cmvn, FeatureConfig
@@ -85,18 +85,8 @@ def export_payload(payload: dict[str, Any], fp16: bool = False) -> dict[str, Any
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     """Atomically write payload to path (temp file + fsync + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_write(path, binary=True) as f:
+        torch.save(payload, f)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -110,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from asr.config import load_config
-    from asr.train import RunConfig, train
+    from asr.train import train
+    from asr.runconfig import RunConfig
 
     config = load_config(RunConfig, args.config, args.overrides)
     train(config, resume=args.resume, progress=not args.no_progress)
@@ -120,7 +121,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _transcriber(args: argparse.Namespace):
     from asr.checkpoint import load_model
     from asr.transcribe import Transcriber
-    from asr.train import pick_device
+    from asr.runconfig import pick_device
 
     loaded = load_model(args.model)
     changes = {
@@ -163,14 +164,14 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
-    from asr.data import duration_mismatch, read_manifest
+    from asr.atomic import atomic_write
+    from asr.manifest import duration_mismatch, read_manifest
 
     utterances = read_manifest(args.manifest, check_audio=False)
     transcriber = _transcriber(args)
     started = time.monotonic()
     failed, audio_seconds = 0, 0.0
-    tmp = args.out + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as out:
+    with atomic_write(args.out) as out:
         results = transcriber.transcribe((u.audio, None) for u in utterances)
         for utt, result in zip(utterances, results):
             if result.error is not None:
@@ -182,7 +183,6 @@ def cmd_decode(args: argparse.Namespace) -> int:
             mismatch = duration_mismatch(utt.duration, result.duration)
             if mismatch:
                 print(f"asr: warning: {args.manifest}: {utt.id}: {mismatch}", file=sys.stderr)
-    os.replace(tmp, args.out)
     elapsed = time.monotonic() - started
     rtf = elapsed / max(audio_seconds, 1e-9)
     print(
@@ -201,7 +201,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from asr.data import read_transcripts
+    from asr.manifest import read_transcripts
     from asr.metrics import error_rates
 
     refs, hyps = read_transcripts(args.ref), read_transcripts(args.hyp)
@@ -221,7 +221,7 @@ def cmd_score(args: argparse.Namespace) -> int:
           f"S={c.substitutions} D={c.deletions} I={c.insertions})")
     print(f"utterances {report.num_utterances}  (missing from hyp: {len(missing)})")
     if args.report:
-        from asr.data import read_speakers
+        from asr.manifest import read_speakers
         from asr.metrics import alignment_report
 
         text = alignment_report(ids, ref_texts, hyp_texts, read_speakers(args.ref))
@@ -238,7 +238,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_lm(args: argparse.Namespace) -> int:
-    from asr.data import read_manifest
+    from asr.manifest import read_manifest
     from asr.lm import lm_words, piece_sentences, write_arpa, write_lexicon
     from asr.text import Vocab
 
@@ -258,12 +258,12 @@ def cmd_lm(args: argparse.Namespace) -> int:
 
 def cmd_tune_lm(args: argparse.Namespace) -> int:
     from asr.checkpoint import decoding_section, model_from_payload, read_checkpoint, save_checkpoint
-    from asr.data import read_manifest
+    from asr.manifest import read_manifest
     from asr.decode import DecodeConfig, make_decoder
     from asr.errors import ASRError
     from asr.lm import check_piece_lm, read_lexicon
     from asr.metrics import error_rates
-    from asr.train import pick_device
+    from asr.runconfig import pick_device
     from asr.transcribe import Transcriber
     from asr.tuning import decode_all, tune_lm
 
@@ -309,10 +309,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_vocab(args: argparse.Namespace) -> int:
-    from asr.data import read_manifest
+    from asr.manifest import read_manifest
     from asr.config import load_config
     from asr.text import build_vocab
-    from asr.train import RunConfig
+    from asr.runconfig import RunConfig
 
     data = load_config(RunConfig, args.config).data
     units = args.units or data.units
@@ -325,9 +325,10 @@ def cmd_vocab(args: argparse.Namespace) -> int:
 
 def cmd_cmvn(args: argparse.Namespace) -> int:
     from asr.config import load_config
-    from asr.data import compute_features, read_manifest
+    from asr.data import compute_features
+    from asr.manifest import read_manifest
     from asr.features import compute_cmvn
-    from asr.train import RunConfig
+    from asr.runconfig import RunConfig
 
     features = load_config(RunConfig, args.config).features
     utterances, feats, failures = compute_features(read_manifest(args.manifest), features, progress=True)

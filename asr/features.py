@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torchaudio
 
+from asr.audio import SAMPLE_RATE
 from asr.errors import ASRError
 
 LOG_FLOOR = 1e-10  # added to mel power before the log: -230 dB, far below any real signal
@@ -25,7 +26,7 @@ LOG_FLOOR = 1e-10  # added to mel power before the log: -230 dB, far below any r
 class FeatureConfig:
     """How audio becomes log-mel frames. Defaults: 80 bins, 25 ms window, 10 ms hop at 16 kHz."""
 
-    sample_rate: int = 16_000
+    sample_rate: int = SAMPLE_RATE
     n_mels: int = 80
     win_ms: float = 25.0
     hop_ms: float = 10.0

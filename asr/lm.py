@@ -27,8 +27,8 @@ import os
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
+from asr.atomic import write_text_atomically
 from asr.errors import ASRError
 from asr.text import Vocab
 
@@ -136,22 +136,9 @@ def build_arpa(sentences: Iterable[str], order: int = 3, discount: str = "kneser
     return "\n".join(lines)
 
 
-def _write_atomically(path: str | os.PathLike, text: str) -> None:
-    """Write text to a temporary file beside `path`, then rename it over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def write_arpa(path: str | os.PathLike, sentences: Iterable[str], order: int = 3) -> None:
     """Build the LM of the sentences (see `build_arpa`) and write it to `path` as ARPA text."""
-    _write_atomically(path, build_arpa(sentences, order))
+    write_text_atomically(path, build_arpa(sentences, order))
 
 
 def _read_lines(path: str | os.PathLike) -> list[str]:
@@ -234,7 +221,7 @@ def write_lexicon(path: str | os.PathLike, words: Iterable[str]) -> None:
     bad = [w for w in unique if not w or any(c.isspace() for c in w)]
     if bad:
         raise ASRError(f"lexicon words must be non-empty and have no spaces: {bad[:5]}")
-    _write_atomically(path, "".join(f"{w} {' '.join(w)} {WORD_BOUNDARY}\n" for w in unique))
+    write_text_atomically(path, "".join(f"{w} {' '.join(w)} {WORD_BOUNDARY}\n" for w in unique))
 
 
 def read_lexicon(path: str | os.PathLike) -> dict[str, list[str]]:

@@ -34,6 +34,11 @@ class ModelConfig:
             raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
 
 
+def stacked_lengths(lens: torch.Tensor, stack: int) -> torch.Tensor:
+    """Frames after stacking `stack` frames into one: ceil(lens / stack). lens (B,) -> (B,)."""
+    return torch.div(lens + stack - 1, stack, rounding_mode="floor")
+
+
 def stack_frames(feats: torch.Tensor, feat_lens: torch.Tensor, stack: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Concatenate `stack` consecutive frames (stride `stack`), zero-padding the tail.
 
@@ -46,7 +51,7 @@ def stack_frames(feats: torch.Tensor, feat_lens: torch.Tensor, stack: int) -> tu
     if pad:
         feats = nn.functional.pad(feats, (0, 0, 0, pad))
     stacked = feats.reshape(batch, (frames + pad) // stack, dim * stack)
-    return stacked, torch.div(feat_lens + stack - 1, stack, rounding_mode="floor")
+    return stacked, stacked_lengths(feat_lens, stack)
 
 
 def reverse_padded(x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
@@ -97,7 +102,7 @@ class AcousticModel(nn.Module):
 
     def output_lengths(self, feat_lens: torch.Tensor) -> torch.Tensor:
         """Output frames for input frames feat_lens (B,)."""
-        return torch.div(feat_lens + self.config.frame_stack - 1, self.config.frame_stack, rounding_mode="floor")
+        return stacked_lengths(feat_lens, self.config.frame_stack)
 
     def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x, lens = stack_frames(feats, feat_lens, self.config.frame_stack)

@@ -1,5 +1,11 @@
 """The training loop: CTC loss, AdamW, warm-up + cosine decay, clipping, AMP, resume, dev WER.
 
+Its pieces, each usable on its own (the benchmarks time `optimisation_step`):
+    optimisation_step   one batch: forward, CTC loss, backward, gradient norms, clipping, AdamW step
+    Trainer.train_epoch one epoch of batches, with periodic checkpoints
+    evaluate            greedy dev WER/CER
+    Trainer.save        a checkpoint with the whole training state (for --resume)
+
 Outputs in `train.out_dir`:
     last.pt      the latest state (every `checkpoint_every` steps and each epoch), for --resume
     best.pt      the weights with the lowest dev WER so far (possibly an average of the last epochs),
@@ -15,88 +21,43 @@ from __future__ import annotations
 import csv
 import math
 import os
+import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 import yaml
 from tqdm import tqdm
 
+from asr.atomic import write_text_atomically
 from asr.checkpoint import TRAINING_STATE, CheckpointError, checkpoint_payload, read_checkpoint, save_checkpoint
 from asr.config import to_dict
 from asr.data import (
     AudioDataset,
+    Batch,
     FeatureDataset,
     LengthBucketSampler,
     check_audio_headers,
     collate,
     compute_speed_variants,
-    duration_mismatch,
-    read_manifest,
 )
 from asr.decode import greedy_decode
-from asr.distributed import setup_distributed
+from asr.distributed import Distributed, setup_distributed
 from asr.errors import ASRError
-from asr.features import Cmvn, FeatureConfig, SpecAugmentConfig
+from asr.features import Cmvn
+from asr.manifest import duration_mismatch, read_manifest
 from asr.metrics import ErrorReport, error_rates
-from asr.model import AcousticModel, ModelConfig
+from asr.model import AcousticModel
+from asr.runconfig import RunConfig, pick_device
 from asr.text import BLANK_ID, Vocab
+
+PLAIN_PROGRESS_EVERY = 50  # steps between plain progress lines when stderr is not a terminal (logs)
 
 
 class TrainingError(ASRError):
     """Training cannot go on (e.g. too many non-finite losses in a row)."""
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    train_manifest: str = "exp/an4/data/train.jsonl"
-    dev_manifest: str = "exp/an4/data/dev.jsonl"
-    vocab: str = "exp/an4/data/char/vocab.json"
-    cmvn: str = "exp/an4/data/cmvn.json"
-    units: str = "char"  # char | bpe (sentencepiece); `asr vocab --config` builds data.vocab in these units
-    bpe_size: int = 256  # BPE pieces (an upper bound: small corpora may give fewer)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    out_dir: str = "exp/an4/blstm"
-    epochs: int = 60
-    max_frames: int = 20_000  # padded 10 ms input frames per batch
-    max_batch_size: int = 64
-    lr: float = 2e-3  # peak learning rate, reached after warmup_steps
-    weight_decay: float = 1e-2
-    warmup_steps: int = 300
-    final_lr_ratio: float = 0.02  # cosine decay ends at lr * final_lr_ratio
-    grad_clip: float = 5.0  # max global gradient norm
-    seed: int = 1
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
-    threads: int = 0  # CPU threads for torch; 0 = torch's default
-    num_workers: int = 0  # DataLoader workers: 0 with cached features; several without
-    cache_features: bool = True  # compute features once and hold them in memory (small corpora)
-    checkpoint_every: int = 200  # steps between last.pt writes (plus one at each epoch end)
-    max_bad_steps: int = 50  # consecutive non-finite steps before training stops
-    speed_perturb: tuple[float, ...] = (1.0,)  # speed factors; each epoch an utterance uses one (1.0 first)
-    average_last: int = 0  # average the weights of the last N epochs; kept as best.pt if better on dev
-    keep: str = "best"  # best.pt holds: best (lowest dev WER) | last (the final epoch, or the average)
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    data: DataConfig = field(default_factory=DataConfig)
-    features: FeatureConfig = field(default_factory=FeatureConfig)
-    specaugment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ASRError(f"device {name!r} requested but CUDA is not available")
-    return torch.device(name)
 
 
 def ctc_min_frames(tokens: list[int]) -> int:
@@ -139,9 +100,7 @@ class ScalarLog:
         if path.exists():
             lines = [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True) if line.endswith("\n")]
             self.rows = max(0, len(lines) - 1) if keep_rows is None else min(keep_rows, max(0, len(lines) - 1))
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text("".join(lines[: 1 + self.rows]), encoding="utf-8")
-            os.replace(tmp, path)
+            write_text_atomically(path, "".join(lines[: 1 + self.rows]))
         new = not path.exists() or path.stat().st_size == 0
         self.file = open(path, "a", newline="", encoding="utf-8")
         self.writer = csv.writer(self.file)
@@ -302,12 +261,306 @@ def average_weights(paths: list[Path]) -> dict[str, torch.Tensor]:
     return {name: (tensor / len(paths)).float() for name, tensor in total.items()}
 
 
+
+
+def ctc_loss(log_probs: torch.Tensor, out_lens: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Mean CTC loss of a batch: log_probs (B, T', V) against batch.tokens (B, U); impossible
+    alignments count as zero (zero_infinity) instead of poisoning the batch."""
+    return torch.nn.functional.ctc_loss(
+        log_probs.float().transpose(0, 1), batch.tokens, out_lens, batch.token_lens,
+        blank=BLANK_ID, reduction="mean", zero_infinity=True,
+    )
+
+
+@dataclass(frozen=True)
+class StepResult:
+    loss: torch.Tensor  # the batch's mean CTC loss (this rank's)
+    finite: bool  # False: the loss or gradient was not finite on some rank and no update was made
+    grad_norm: float = float("nan")  # global gradient norm before clipping
+    layer_norms: dict[str, float] = field(default_factory=dict)  # per layer, before clipping
+
+
+def optimisation_step(
+    model: torch.nn.Module,
+    batch: Batch,
+    optimizer: torch.optim.Optimizer,
+    grad_clip: float,
+    use_amp: bool = False,
+    forward: torch.nn.Module | None = None,
+    all_true: Callable[[bool], bool] = bool,
+) -> StepResult:
+    """One update on a batch already on the model's device: forward (bf16 autocast when use_amp),
+    CTC loss, backward, per-layer gradient norms, clipping to grad_clip, optimizer step.
+
+    `forward` runs the batch (default: the model; a DDP wrapper or compiled model in practice);
+    `model` owns the parameters and has `layers` and `output` (see layer_grad_norms). A loss or
+    gradient that is not finite on any rank (`all_true` reduces the flag over ranks) makes no update.
+    """
+    device_type = batch.feats.device.type
+    with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=use_amp):
+        log_probs, out_lens = (forward or model)(batch.feats, batch.feat_lens)
+    loss = ctc_loss(log_probs, out_lens, batch)
+    optimizer.zero_grad(set_to_none=True)
+    if not all_true(bool(torch.isfinite(loss))):  # every rank skips a bad step together
+        return StepResult(loss, finite=False)
+    loss.backward()
+    layer_norms = layer_grad_norms(model)  # before clipping: the raw gradient flow
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    if not bool(torch.isfinite(grad_norm)):
+        optimizer.zero_grad(set_to_none=True)
+        return StepResult(loss, finite=False)
+    optimizer.step()
+    return StepResult(loss, finite=True, grad_norm=float(grad_norm), layer_norms=layer_norms)
+
+
+@dataclass
+class TrainState:
+    """Where training stands; saved in every checkpoint and restored by --resume."""
+
+    epoch: int = 0  # epochs finished
+    batches_done: int = 0  # batches of the current epoch finished
+    step: int = 0  # batches finished in all
+    best_wer: float = float("inf")
+    best_cer: float = float("inf")
+    bad_steps: int = 0  # non-finite steps in a row
+    skipped_steps: int = 0  # non-finite steps in all
+    log_rows: int = 0  # metrics.csv rows written up to this state
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainState:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+class Trainer:
+    """Owns one training run: data, model, optimiser, scheduler, state, log and checkpoints."""
+
+    def __init__(self, config: RunConfig, resume: bool = False, progress: bool = True) -> None:
+        tc = config.train
+        if tc.keep not in ("best", "last"):
+            raise ASRError(f"train.keep must be 'best' or 'last', got {tc.keep!r}")
+        self.config = config
+        self.out_dir = Path(tc.out_dir)
+        _check_writable(self.out_dir)
+        if tc.threads > 0:
+            torch.set_num_threads(tc.threads)
+        self.ranks: Distributed = setup_distributed(pick_device(tc.device))  # one process unless under torchrun
+        self.device = self.ranks.device
+        self.progress = progress and self.ranks.is_main
+        torch.manual_seed(tc.seed)
+
+        self.vocab = Vocab.load(config.data.vocab)
+        if self.vocab.kind != config.data.units:
+            raise ASRError(
+                f"{config.data.vocab}: holds {self.vocab.kind} units but data.units is {config.data.units!r}; "
+                "rebuild it with `asr vocab --config` or fix the config"
+            )
+        self.cmvn = Cmvn.load(config.data.cmvn)
+        if len(self.cmvn.mean) != config.features.n_mels:
+            raise ASRError(f"{config.data.cmvn}: stats have {len(self.cmvn.mean)} bins, "
+                           f"features.n_mels is {config.features.n_mels}")
+        self.model = AcousticModel(config.model, input_dim=config.features.n_mels, vocab_size=len(self.vocab))
+        self.last_path, self.best_path = self.out_dir / "last.pt", self.out_dir / "best.pt"
+
+        _remove_stale_temp_files(self.out_dir, self.say)
+        # a resume that cannot work fails now, not after the features are computed
+        saved = read_resume_checkpoint(self.last_path, config, self.vocab) if resume and self.last_path.exists() else None
+        if not resume and self.last_path.exists():
+            self.say(f"{self.out_dir}: starting a new run there (last.pt, metrics.csv start over; --resume continues instead)")
+
+        self.train_set = prepare_split(
+            config.data.train_manifest, config, self.vocab, self.cmvn, self.model, self.say,
+            speeds=tc.speed_perturb, progress=self.progress, augment=True,
+        )
+        self.dev_set = prepare_split(config.data.dev_manifest, config, self.vocab, self.cmvn, self.model, self.say,
+                                     progress=self.progress)
+        self.sampler = LengthBucketSampler(
+            self.train_set.num_frames, tc.max_frames, tc.max_batch_size, shuffle=True, seed=tc.seed,
+            num_replicas=self.ranks.world_size, rank=self.ranks.rank,
+        )
+        self.steps_per_epoch = len(self.sampler)
+        total_steps = tc.epochs * self.steps_per_epoch
+
+        self.model.to(self.device)
+        self.forward = self.ranks.wrap(self.model)  # DistributedDataParallel under torchrun, else the model itself
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: lr_factor(step, tc.warmup_steps, total_steps, tc.final_lr_ratio)
+        )
+        self.use_amp = tc.amp and self.device.type == "cuda"
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+
+        self.state = TrainState()
+        if saved is not None:
+            self.model.load_state_dict(saved["model"])
+            self.optimizer.load_state_dict(saved["optimizer"])
+            self.scheduler.load_state_dict(saved["scheduler"])
+            self.state = TrainState.from_dict(saved["train_state"])
+            _restore_rng(saved["rng"])
+            self.say(f"resumed from {self.last_path}: epoch {self.state.epoch}, step {self.state.step}")
+        elif resume:
+            self.say(f"no checkpoint at {self.last_path}; starting from scratch")
+        self.log = ScalarLog(self.out_dir / "metrics.csv", enabled=self.ranks.is_main,
+                             keep_rows=self.state.log_rows if saved else 0)
+
+    def say(self, message: str) -> None:
+        if self.ranks.is_main:
+            tqdm.write(message)
+
+    def run(self) -> Path:
+        """Train the remaining epochs (then average the last ones if asked); returns best.pt's path."""
+        config, tc = self.config, self.config.train
+        with open(self.out_dir / "config.yaml", "w", encoding="utf-8") as f:
+            yaml.safe_dump(to_dict(config), f, sort_keys=False)
+        self.say(
+            f"model: {config.model.cell} {config.model.num_layers}x{config.model.hidden_size} "
+            f"{'bi' if config.model.bidirectional else 'uni'}, {self.model.num_parameters() / 1e6:.2f} M parameters; "
+            f"{len(self.train_set)} train / {len(self.dev_set)} dev utterances; {self.steps_per_epoch} steps/epoch "
+            f"on {self.device}" + (f" x {self.ranks.world_size} processes" if self.ranks.enabled else "")
+        )
+        try:
+            while self.state.epoch < tc.epochs:
+                epoch_seconds, speed = self.train_epoch()
+                self.end_epoch(epoch_seconds, speed)
+            if self.ranks.is_main and tc.average_last > 1:
+                self.average_last_epochs()
+        finally:
+            self.log.close()
+            self.ranks.close()
+        if not self.best_path.exists():
+            self.save(self.best_path)
+        if tc.keep == "last":
+            self.say(f"done: the final {'average' if tc.average_last > 1 else 'epoch'} -> {self.best_path}")
+        else:
+            self.say(f"done: best dev WER {100 * self.state.best_wer:.2f}% -> {self.best_path}")
+        return self.best_path
+
+    def train_epoch(self) -> tuple[float, float]:
+        """The rest of the current epoch (all of it, unless resumed mid-epoch), checkpointing every
+        train.checkpoint_every steps. Returns (seconds, audio seconds per second over all ranks)."""
+        tc, state = self.config.train, self.state
+        epoch = state.epoch
+        self.sampler.set_epoch(epoch)
+        self.train_set.set_epoch(epoch)
+        batches = self.sampler.batches()[state.batches_done:]
+        loader = torch.utils.data.DataLoader(
+            self.train_set, batch_sampler=batches, collate_fn=collate, num_workers=tc.num_workers,
+            generator=torch.Generator().manual_seed(tc.seed),  # keeps the global RNG untouched
+        )
+        self.model.train()
+        on_terminal = sys.stderr.isatty()
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not (self.progress and on_terminal),
+                   leave=False, unit="batch")
+        started, utts_seen, audio_seen = time.monotonic(), 0, 0.0
+        for batch in bar:
+            result = optimisation_step(self.model, batch.to(self.device), self.optimizer, tc.grad_clip,
+                                       self.use_amp, self.forward, self.ranks.all_true)
+            if result.finite:
+                self.scheduler.step()  # the schedule counts updates made
+                state.bad_steps = 0
+            else:
+                self.skip_step(batch, epoch)
+            state.step += 1
+            state.batches_done += 1
+            utts_seen += len(batch.ids)
+            audio_seen += float(batch.feat_lens.sum()) * self.config.features.hop_ms / 1000
+            if result.finite:
+                elapsed = time.monotonic() - started
+                lr = self.scheduler.get_last_lr()[0]
+                mean_loss = self.ranks.mean(result.loss)  # over all ranks: the loss of the global batch
+                bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{lr:.2e}", utt_s=f"{utts_seen / elapsed:.0f}")
+                self.log.log(state.step, epoch, loss=mean_loss, lr=lr, grad_norm=result.grad_norm, **result.layer_norms)
+                if self.progress and not on_terminal and state.batches_done % PLAIN_PROGRESS_EVERY == 0:
+                    self.say(f"epoch {epoch + 1}/{tc.epochs} batch {state.batches_done}/{self.steps_per_epoch}: "
+                             f"loss {mean_loss:.3f} lr {lr:.2e}")
+            if tc.checkpoint_every and state.step % tc.checkpoint_every == 0:
+                self.save(self.last_path)
+        epoch_seconds = time.monotonic() - started
+        return epoch_seconds, audio_seen * self.ranks.world_size / max(epoch_seconds, 1e-9)
+
+    def skip_step(self, batch: Batch, epoch: int) -> None:
+        """Count a non-finite step; too many in a row stop training."""
+        state = self.state
+        state.bad_steps += 1
+        state.skipped_steps += 1
+        self.say(f"step {state.step}: non-finite loss or gradient, batch skipped ({batch.ids[0]}, ...)")
+        self.log.log(state.step, epoch, skipped_steps=state.skipped_steps)
+        if state.bad_steps >= self.config.train.max_bad_steps:
+            raise TrainingError(f"{state.bad_steps} non-finite steps in a row: lower train.lr or check the data")
+
+    def end_epoch(self, epoch_seconds: float, speed: float) -> None:
+        """Close the epoch: dev WER, last.pt, best.pt when better, the weights for averaging (rank 0)."""
+        tc, state = self.config.train, self.state
+        epoch = state.epoch
+        state.epoch += 1
+        state.batches_done = 0
+        if self.ranks.is_main:
+            report, _ = evaluate(self.model, self.dev_set, self.vocab, self.device, tc.max_frames)
+            improved = self.record_if_best(report)
+            self.log.log(state.step, epoch, dev_wer=report.wer, dev_cer=report.cer, epoch_seconds=epoch_seconds,
+                         realtime_factor=speed)
+            self.save(self.last_path)
+            if improved or tc.keep == "last":
+                self.save(self.best_path)
+            if tc.average_last > 1 and state.epoch > tc.epochs - tc.average_last:
+                save_checkpoint(self.epoch_path(state.epoch), self.model_payload())
+            self.say(
+                f"epoch {epoch + 1}/{tc.epochs}: dev WER {100 * report.wer:.2f}% CER {100 * report.cer:.2f}%"
+                f"{' (best)' if improved else ''}  {epoch_seconds:.1f}s, {speed:.0f}x real time"
+            )
+        self.ranks.barrier()  # the others wait for rank 0's evaluation and checkpoint
+
+    def average_last_epochs(self) -> None:
+        """Average the last train.average_last epochs' weights; keep the average as best.pt when it
+        is better on dev (or with train.keep: last)."""
+        tc = self.config.train
+        paths = [self.epoch_path(e) for e in range(tc.epochs - tc.average_last + 1, tc.epochs + 1)]
+        if not all(p.exists() for p in paths):
+            return
+        self.model.load_state_dict(average_weights(paths))
+        report, _ = evaluate(self.model, self.dev_set, self.vocab, self.device, tc.max_frames)
+        self.log.log(self.state.step, tc.epochs, averaged_dev_wer=report.wer, averaged_dev_cer=report.cer)
+        save_checkpoint(self.out_dir / "averaged.pt", self.model_payload(run_config=to_dict(self.config)))
+        improved = self.record_if_best(report)
+        if improved or tc.keep == "last":
+            self.save(self.best_path)
+        self.say(f"average of the last {tc.average_last} epochs: dev WER {100 * report.wer:.2f}% "
+                 f"CER {100 * report.cer:.2f}%{' (best: saved as best.pt)' if improved else ''}")
+
+    def record_if_best(self, report: ErrorReport) -> bool:
+        """Note the dev scores if they beat the best so far (WER, then CER); True when they do."""
+        if (report.wer, report.cer) >= (self.state.best_wer, self.state.best_cer):
+            return False
+        self.state.best_wer, self.state.best_cer = report.wer, report.cer
+        return True
+
+    def epoch_path(self, epoch: int) -> Path:
+        return self.out_dir / f"epoch{epoch}.pt"
+
+    def model_payload(self, **extra) -> dict:
+        return checkpoint_payload(self.model, self.config.features, self.cmvn, self.vocab, **extra)
+
+    def save(self, path: Path) -> None:
+        """A checkpoint with the whole training state (rank 0 only)."""
+        if not self.ranks.is_main:
+            return
+        self.state.log_rows = self.log.rows  # metrics.csv rows up to this state: a resume drops any later ones
+        save_checkpoint(path, self.model_payload(
+            run_config=to_dict(self.config),
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            train_state=asdict(self.state),
+            rng=_rng_state(),
+        ))
+
+
 def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Path:
     """Train per config; returns the path of the best checkpoint."""
-    tc = config.train
-    if tc.keep not in ("best", "last"):
-        raise ASRError(f"train.keep must be 'best' or 'last', got {tc.keep!r}")
-    out_dir = Path(tc.out_dir)
+    return Trainer(config, resume=resume, progress=progress).run()
+
+
+def _check_writable(out_dir: Path) -> None:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         probe = out_dir / ".write_test"
@@ -315,196 +568,3 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Pat
         probe.unlink()
     except OSError as err:
         raise ASRError(f"{out_dir}: output directory is not writable ({err.strerror})") from None
-
-    if tc.threads > 0:
-        torch.set_num_threads(tc.threads)
-    ranks = setup_distributed(pick_device(tc.device))  # a single process unless run under torchrun
-    device = ranks.device
-    torch.manual_seed(tc.seed)
-
-    def say(message: str) -> None:
-        if ranks.is_main:
-            tqdm.write(message)
-
-    vocab = Vocab.load(config.data.vocab)
-    if vocab.kind != config.data.units:
-        raise ASRError(
-            f"{config.data.vocab}: holds {vocab.kind} units but data.units is {config.data.units!r}; "
-            "rebuild it with `asr vocab --config` or fix the config"
-        )
-    cmvn = Cmvn.load(config.data.cmvn)
-    if len(cmvn.mean) != config.features.n_mels:
-        raise ASRError(f"{config.data.cmvn}: stats have {len(cmvn.mean)} bins, features.n_mels is {config.features.n_mels}")
-    model = AcousticModel(config.model, input_dim=config.features.n_mels, vocab_size=len(vocab))
-    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
-
-    def record_if_best(report: ErrorReport) -> bool:
-        """Note the dev scores if they beat the best so far (WER, then CER); True when they do."""
-        if (report.wer, report.cer) >= (state["best_wer"], state["best_cer"]):
-            return False
-        state["best_wer"], state["best_cer"] = report.wer, report.cer
-        return True
-
-    def epoch_path(epoch: int) -> Path:
-        return out_dir / f"epoch{epoch}.pt"
-
-    _remove_stale_temp_files(out_dir, say)
-    # a resume that cannot work fails now, not after the features are computed
-    saved = read_resume_checkpoint(last_path, config, vocab) if resume and last_path.exists() else None
-    if not resume and last_path.exists():
-        say(f"{out_dir}: starting a new run there (last.pt, metrics.csv start over; --resume continues instead)")
-
-    train_set = prepare_split(
-        config.data.train_manifest, config, vocab, cmvn, model, say, speeds=tc.speed_perturb, progress=progress,
-        augment=True,
-    )
-    dev_set = prepare_split(config.data.dev_manifest, config, vocab, cmvn, model, say, progress=progress)
-    sampler = LengthBucketSampler(
-        train_set.num_frames, tc.max_frames, tc.max_batch_size, shuffle=True, seed=tc.seed,
-        num_replicas=ranks.world_size, rank=ranks.rank,
-    )
-    steps_per_epoch = len(sampler)
-    total_steps = tc.epochs * steps_per_epoch
-
-    model.to(device)
-    trained = ranks.wrap(model)  # DistributedDataParallel under torchrun, else the model itself
-    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, tc.warmup_steps, total_steps, tc.final_lr_ratio)
-    )
-    ctc_loss = torch.nn.CTCLoss(blank=BLANK_ID, reduction="mean", zero_infinity=True)
-    use_amp = tc.amp and device.type == "cuda"
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-
-    state = {"epoch": 0, "batches_done": 0, "step": 0, "best_wer": float("inf"), "best_cer": float("inf"), "bad_steps": 0}
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        state.update(saved["train_state"])
-        _restore_rng(saved["rng"])
-        say(f"resumed from {last_path}: epoch {state['epoch']}, step {state['step']}")
-    elif resume:
-        say(f"no checkpoint at {last_path}; starting from scratch")
-
-    with open(out_dir / "config.yaml", "w", encoding="utf-8") as f:
-        yaml.safe_dump(to_dict(config), f, sort_keys=False)
-    say(
-        f"model: {config.model.cell} {config.model.num_layers}x{config.model.hidden_size} "
-        f"{'bi' if config.model.bidirectional else 'uni'}, {model.num_parameters() / 1e6:.2f} M parameters; "
-        f"{len(train_set)} train / {len(dev_set)} dev utterances; {steps_per_epoch} steps/epoch on {device}"
-        + (f" x {ranks.world_size} processes" if ranks.enabled else "")
-    )
-
-    def checkpoint(path: Path) -> None:
-        if not ranks.is_main:
-            return
-        state["log_rows"] = log.rows  # metrics.csv rows up to this state: a resume drops any later ones
-        save_checkpoint(
-            path,
-            checkpoint_payload(
-                model, config.features, cmvn, vocab,
-                run_config=to_dict(config),
-                optimizer=optimizer.state_dict(),
-                scheduler=scheduler.state_dict(),
-                train_state=dict(state),
-                rng=_rng_state(),
-            ),
-        )
-
-    log = ScalarLog(out_dir / "metrics.csv", enabled=ranks.is_main, keep_rows=state.get("log_rows") if saved else 0)
-    try:
-        while state["epoch"] < tc.epochs:
-            epoch = state["epoch"]
-            sampler.set_epoch(epoch)
-            train_set.set_epoch(epoch)
-            batches = sampler.batches()[state["batches_done"]:]
-            loader = torch.utils.data.DataLoader(
-                train_set, batch_sampler=batches, collate_fn=collate, num_workers=tc.num_workers,
-                generator=torch.Generator().manual_seed(tc.seed),  # keeps the global RNG untouched
-            )
-            model.train()
-            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not (progress and ranks.is_main),
-                       leave=False, unit="batch")
-            started, utts_seen, audio_seen = time.monotonic(), 0, 0.0
-            for batch in bar:
-                batch = batch.to(device)
-                with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    log_probs, out_lens = trained(batch.feats, batch.feat_lens)
-                loss = ctc_loss(log_probs.float().transpose(0, 1), batch.tokens, out_lens, batch.token_lens)
-                optimizer.zero_grad(set_to_none=True)
-                finite = ranks.all_true(bool(torch.isfinite(loss)))  # every rank skips a bad step together
-                if finite:
-                    loss.backward()
-                    layer_norms = layer_grad_norms(model)  # before clipping: the raw gradient flow
-                    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-                    finite = bool(torch.isfinite(grad_norm))
-                if finite:
-                    optimizer.step()
-                    state["bad_steps"] = 0
-                else:
-                    optimizer.zero_grad(set_to_none=True)
-                    state["bad_steps"] += 1
-                    state["skipped_steps"] = state.get("skipped_steps", 0) + 1
-                    say(f"step {state['step']}: non-finite loss or gradient, batch skipped ({batch.ids[0]}, ...)")
-                    log.log(state["step"], epoch, skipped_steps=state["skipped_steps"])
-                    if state["bad_steps"] >= tc.max_bad_steps:
-                        raise TrainingError(
-                            f"{state['bad_steps']} non-finite steps in a row: lower train.lr or check the data"
-                        )
-                scheduler.step()
-                state["step"] += 1
-                state["batches_done"] += 1
-                utts_seen += len(batch.ids)
-                audio_seen += float(batch.feat_lens.sum()) * config.features.hop_ms / 1000
-                elapsed = time.monotonic() - started
-                if finite:
-                    lr = scheduler.get_last_lr()[0]
-                    mean_loss = ranks.mean(loss)  # over all ranks: the loss of the global batch
-                    bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{lr:.2e}", utt_s=f"{utts_seen / elapsed:.0f}")
-                    log.log(state["step"], epoch, loss=mean_loss, lr=lr, grad_norm=float(grad_norm), **layer_norms)
-                if tc.checkpoint_every and state["step"] % tc.checkpoint_every == 0:
-                    checkpoint(last_path)
-            epoch_time = time.monotonic() - started
-
-            state["epoch"] += 1
-            state["batches_done"] = 0
-            speed = audio_seen * ranks.world_size / max(epoch_time, 1e-9)  # audio seconds per second, all ranks
-            if ranks.is_main:
-                report, _ = evaluate(model, dev_set, vocab, device, tc.max_frames)
-                improved = record_if_best(report)
-                log.log(state["step"], epoch, dev_wer=report.wer, dev_cer=report.cer, epoch_seconds=epoch_time,
-                        realtime_factor=speed)
-                checkpoint(last_path)
-                if improved or tc.keep == "last":
-                    checkpoint(best_path)
-                if tc.average_last > 1 and state["epoch"] > tc.epochs - tc.average_last:
-                    save_checkpoint(epoch_path(state["epoch"]), checkpoint_payload(model, config.features, cmvn, vocab))
-                say(
-                    f"epoch {epoch + 1}/{tc.epochs}: dev WER {100 * report.wer:.2f}% CER {100 * report.cer:.2f}%"
-                    f"{' (best)' if improved else ''}  {epoch_time:.1f}s, {speed:.0f}x real time"
-                )
-            ranks.barrier()  # the others wait for rank 0's evaluation and checkpoint
-        averaged = [epoch_path(e) for e in range(tc.epochs - tc.average_last + 1, tc.epochs + 1)]
-        if ranks.is_main and tc.average_last > 1 and all(p.exists() for p in averaged):
-            model.load_state_dict(average_weights(averaged))
-            report, _ = evaluate(model, dev_set, vocab, device, tc.max_frames)
-            log.log(state["step"], tc.epochs, averaged_dev_wer=report.wer, averaged_dev_cer=report.cer)
-            save_checkpoint(out_dir / "averaged.pt", checkpoint_payload(model, config.features, cmvn, vocab,
-                                                                        run_config=to_dict(config)))
-            improved = record_if_best(report)
-            if improved or tc.keep == "last":
-                checkpoint(best_path)
-            say(f"average of the last {tc.average_last} epochs: dev WER {100 * report.wer:.2f}% "
-                f"CER {100 * report.cer:.2f}%{' (best: saved as best.pt)' if improved else ''}")
-    finally:
-        log.close()
-        ranks.close()
-    if not best_path.exists():
-        checkpoint(best_path)
-    if tc.keep == "last":
-        say(f"done: the final {'average' if tc.average_last > 1 else 'epoch'} -> {best_path}")
-    else:
-        say(f"done: best dev WER {100 * state['best_wer']:.2f}% -> {best_path}")
-    return best_path

@@ -120,10 +120,10 @@ def main() -> None:
     rep = Report("cells", quick=args.quick)
 
     from asr.config import load_config
-    from asr.data import read_manifest, write_manifest
+    from asr.manifest import read_manifest, write_manifest
     from asr.model import AcousticModel
     from asr.text import Vocab
-    from asr.train import RunConfig
+    from asr.runconfig import RunConfig
 
     config = load_config(RunConfig, CONFIG)
     for path in (config.data.train_manifest, config.data.dev_manifest, config.data.vocab, config.data.cmvn,

@@ -45,11 +45,12 @@ def main() -> None:
         report.skip(f"{manifest} not found (run: bash recipes/an4/run.sh --stop-stage 2)")
 
     from asr.config import load_config
-    from asr.data import AudioDataset, read_manifest
+    from asr.data import AudioDataset
+    from asr.manifest import read_manifest
     from asr.features import Cmvn, log_mel
     from asr.audio import load_audio
     from asr.text import Vocab
-    from asr.train import RunConfig
+    from asr.runconfig import RunConfig
 
     torch.set_num_threads(1)
     config = load_config(RunConfig, ROOT / args.config)

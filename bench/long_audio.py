@@ -25,10 +25,10 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from asr.audio import SAMPLE_RATE
 from measure import asr_command, child_env, run_child
 from report import Report
 
-SAMPLE_RATE = 16_000
 SILENCE_SECONDS = (0.5, 1.5)
 PAUSE_NOISE_RMS = 0.0009  # median RMS of the first 100 ms of the AN4 test files (room noise)
 RSS_TARGET_MB = 1024  # 1 GiB
@@ -75,7 +75,7 @@ def main() -> None:
             rep.skip(f"{path} not found: run the AN4 recipe first (bash recipes/an4/run.sh)")
     minutes = 3.0 if args.quick else args.minutes
 
-    from asr.data import read_manifest
+    from asr.manifest import read_manifest
     from asr.metrics import error_rates
 
     decodings = [("greedy", args.model, ["--decoder", "greedy"])]

@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from asr.atomic import write_text_atomically
 from asr.machine import cpu_model
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -141,9 +142,7 @@ class Report:
         payload["machine"]["shared"] = bool(self.machine["other_busy_processes"] or
                                             payload["machine"]["other_busy_processes_end"])
         path = RESULTS_DIR / f"{self.stem}.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        write_text_atomically(path, json.dumps(payload, indent=2) + "\n")
         for title, rows, columns in tables:
             if rows:
                 print(f"\n### {title}\n\n{markdown_table(rows, columns)}")

@@ -6,7 +6,7 @@ per wall second and peak memory, for several ways of batching and running the mo
 
 Each variant runs in a fresh child process (so its peak RSS is its own) on the same cached
 dataset: `warmup` steps on epoch 0's batches, then `steps` timed steps on epoch 1's batches
-(default: the whole epoch). A step is what asr/train.py does: fetch + collate the batch
+(default: the whole epoch). A step is asr.train.optimisation_step, as training runs it: fetch + collate the batch
 (DataLoader, SpecAugment on), forward, CTC loss, backward, per-layer grad norms, clipping, AdamW.
 
 CPU variants: bucketed (the default LengthBucketSampler, max_frames from the config), random
@@ -46,7 +46,7 @@ def load_run_config(model_config: str | None = None):
     import dataclasses
 
     from asr.config import load_config
-    from asr.train import RunConfig
+    from asr.runconfig import RunConfig
 
     config = load_config(RunConfig, CONFIG)
     if model_config is None:
@@ -71,7 +71,7 @@ class PackedModel(nn.Module):
         self.config = config
         layer_out = config.hidden_size * (2 if config.bidirectional else 1)
         sizes = [input_dim * config.frame_stack] + [layer_out] * (config.num_layers - 1)
-        self.rnns = nn.ModuleList(
+        self.layers = nn.ModuleList(
             CELLS[config.cell](size, config.hidden_size, batch_first=True, bidirectional=config.bidirectional)
             for size in sizes
         )
@@ -83,7 +83,7 @@ class PackedModel(nn.Module):
         from asr.model import stack_frames
 
         x, lens = stack_frames(feats, feat_lens, self.config.frame_stack)
-        for rnn, norm in zip(self.rnns, self.norms):
+        for rnn, norm in zip(self.layers, self.norms):
             packed = nn.utils.rnn.pack_padded_sequence(x, lens.cpu(), batch_first=True, enforce_sorted=False)
             out, _ = rnn(packed)
             x, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
@@ -257,14 +257,13 @@ def child_main(args) -> dict:
 
 
 def run_steps(model, forward, optimizer, dataset, batches, epoch, device, use_amp, config) -> dict:
-    """Training steps over `batches` as asr/train.py runs them; returns totals (time, audio, frames)."""
+    """Training steps over `batches` with asr.train.optimisation_step; returns totals (time, audio, frames)."""
     from asr.data import collate
-    from asr.text import BLANK_ID
+    from asr.train import optimisation_step
 
     tc = config.train
     hop_s = config.features.hop_ms / 1000
     dataset.set_epoch(epoch)
-    ctc_loss = nn.CTCLoss(blank=BLANK_ID, reduction="mean", zero_infinity=True)
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=collate, num_workers=tc.num_workers,
                                          generator=torch.Generator().manual_seed(tc.seed))
     model.train()
@@ -275,17 +274,8 @@ def run_steps(model, forward, optimizer, dataset, batches, epoch, device, use_am
         started = time.perf_counter()
         batch = next(iterator).to(device)
         fetched = time.perf_counter()
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-            log_probs, out_lens = forward(batch.feats, batch.feat_lens)
-        loss = ctc_loss(log_probs.float().transpose(0, 1), batch.tokens, out_lens, batch.token_lens)
-        optimizer.zero_grad(set_to_none=True)
-        if bool(torch.isfinite(loss)):
-            loss.backward()
-            layer_norms(model)  # asr/train.py logs these every step
-            grad_norm = nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            if bool(torch.isfinite(grad_norm)):
-                optimizer.step()
-        totals["last_loss"] = loss.item()
+        result = optimisation_step(model, batch, optimizer, tc.grad_clip, use_amp, forward=forward)
+        totals["last_loss"] = result.loss.item()
         if device.type == "cuda":
             torch.cuda.synchronize()
         totals["seconds"] += time.perf_counter() - started
@@ -296,19 +286,6 @@ def run_steps(model, forward, optimizer, dataset, batches, epoch, device, use_am
         totals["padded"] += batch.feats.shape[0] * batch.feats.shape[1]
         totals["audio"] += float(batch.feat_lens.sum()) * hop_s
     return totals
-
-
-def layer_norms(model) -> dict[str, float]:
-    """asr.train.layer_grad_norms, also for the packed model (whose layers are `rnns`)."""
-    from asr.train import layer_grad_norms
-
-    if hasattr(model, "layers"):
-        return layer_grad_norms(model)
-    norms = {}
-    for i, module in enumerate([*model.rnns, model.output]):
-        grads = [p.grad.detach().float().norm() for p in module.parameters() if p.grad is not None]
-        norms[str(i)] = float(torch.stack(grads).norm())
-    return norms
 
 
 def dynamo_counts() -> dict:

@@ -48,7 +48,7 @@ def main() -> None:
         print(f"transcribe_rtf: {args.lm_model} not found: beam + LM rows skipped")
 
     from asr.audio import audio_info
-    from asr.data import read_manifest
+    from asr.manifest import read_manifest
 
     utterances = read_manifest(args.manifest)
     repeats = args.repeats

@@ -17,11 +17,13 @@ import yaml
 from asr.audio import audio_info
 from asr.checkpoint import checkpoint_payload, save_checkpoint
 from asr.config import to_dict
-from asr.data import Utterance, compute_features, write_manifest
+from asr.data import compute_features
+from asr.manifest import Utterance, write_manifest
 from asr.features import Cmvn, FeatureConfig, SpecAugmentConfig, compute_cmvn
 from asr.model import AcousticModel, ModelConfig
 from asr.text import BLANK_ID, Vocab, build_vocab
-from asr.train import DataConfig, RunConfig, TrainConfig, train
+from asr.train import train
+from asr.runconfig import DataConfig, RunConfig, TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 AN4 = Path(os.environ.get("AN4_DIR", REPO.parent / "shared" / "data" / "an4"))

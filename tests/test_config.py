@@ -8,7 +8,7 @@ import yaml
 
 from asr.config import ConfigError, load_config, to_dict
 from asr.errors import ASRError
-from asr.train import RunConfig
+from asr.runconfig import RunConfig
 
 REPO = Path(__file__).parents[1]
 AN4_CONFIG = REPO / "conf" / "an4_blstm.yaml"

@@ -9,18 +9,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from asr.data import (
-    Batch,
-    FeatureDataset,
-    LengthBucketSampler,
-    ManifestError,
-    Utterance,
-    collate,
-    compute_features,
-    read_manifest,
-    read_transcripts,
-    write_manifest,
-)
+from asr.data import Batch, FeatureDataset, LengthBucketSampler, collate, compute_features
+
+from asr.manifest import ManifestError, Utterance, read_manifest, read_transcripts, write_manifest
 from asr.errors import ASRError
 from asr.features import Cmvn, FeatureConfig, SpecAugmentConfig
 from asr.text import Vocab

@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from asr.checkpoint import read_checkpoint
-from asr.data import LengthBucketSampler, Utterance, compute_features, write_manifest
+from asr.data import LengthBucketSampler, compute_features
+from asr.manifest import Utterance, write_manifest
 from asr.features import FeatureConfig, compute_cmvn
 from asr.text import Vocab
 

@@ -12,7 +12,8 @@ import torch
 import asr.train as train_module
 from asr.checkpoint import load_model, read_checkpoint
 from asr.features import SpecAugmentConfig
-from asr.train import RunConfig, TrainConfig, ctc_min_frames, lr_factor, train
+from asr.train import ctc_min_frames, lr_factor, train
+from asr.runconfig import RunConfig, TrainConfig
 from asr.transcribe import Transcriber
 
 from .conftest import OVERFIT_SET, make_experiment, make_tone_experiment, tiny_config

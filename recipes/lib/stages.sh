@@ -29,7 +29,7 @@ units_dir=""  # set once per run by resolve_units
 resolve_units() {  # $units_dir: where the config's units keep vocabulary and LM: <stats>/char or <stats>/bpe<size>
   [ -z "$units_dir" ] || return 0
   local units
-  units=$($python -c "import sys; from asr.config import load_config; from asr.train import RunConfig
+  units=$($python -c "import sys; from asr.config import load_config; from asr.runconfig import RunConfig
 d = load_config(RunConfig, sys.argv[1]).data; print(d.units + (str(d.bpe_size) if d.units == 'bpe' else ''))" \
     "$config") || exit 1
   units_dir=${stats_dir:-$data}/$units

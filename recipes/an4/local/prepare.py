@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from asr.audio import audio_info
-from asr.data import Utterance, write_manifest
+from asr.manifest import Utterance, write_manifest
 from asr.errors import ASRError
 from asr.text import normalise_text
 

@@ -1,0 +1,70 @@
+"""The run configuration (every section of a `conf/*.yaml` file) and the choice of device.
+
+Training, transcription, recipes and benchmarks all read these; none of them needs the training
+loop to do so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from asr.errors import ASRError
+from asr.features import FeatureConfig, SpecAugmentConfig
+from asr.model import ModelConfig
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    train_manifest: str = "exp/an4/data/train.jsonl"
+    dev_manifest: str = "exp/an4/data/dev.jsonl"
+    vocab: str = "exp/an4/data/char/vocab.json"
+    cmvn: str = "exp/an4/data/cmvn.json"
+    units: str = "char"  # char | bpe (sentencepiece); `asr vocab --config` builds data.vocab in these units
+    bpe_size: int = 256  # BPE pieces (an upper bound: small corpora may give fewer)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    out_dir: str = "exp/an4/blstm"
+    epochs: int = 60
+    max_frames: int = 20_000  # padded 10 ms input frames per batch
+    max_batch_size: int = 64
+    lr: float = 2e-3  # peak learning rate, reached after warmup_steps
+    weight_decay: float = 1e-2
+    warmup_steps: int = 300
+    final_lr_ratio: float = 0.02  # cosine decay ends at lr * final_lr_ratio
+    grad_clip: float = 5.0  # max global gradient norm
+    seed: int = 1
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
+    threads: int = 0  # CPU threads for torch; 0 = torch's default
+    num_workers: int = 0  # DataLoader workers: 0 with cached features; several without
+    cache_features: bool = True  # compute features once and hold them in memory (small corpora)
+    checkpoint_every: int = 200  # steps between last.pt writes (plus one at each epoch end)
+    max_bad_steps: int = 50  # consecutive non-finite steps before training stops
+    speed_perturb: tuple[float, ...] = (1.0,)  # speed factors; each epoch an utterance uses one (1.0 first)
+    average_last: int = 0  # average the weights of the last N epochs; kept as best.pt if better on dev
+    keep: str = "best"  # best.pt holds: best (lowest dev WER) | last (the final epoch, or the average)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    specaugment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def pick_device(name: str) -> torch.device:
+    """'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'; CUDA asked for but absent is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ASRError(f"device {name!r} requested but CUDA is not available")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ASRError(f"unknown device {name!r}: expected auto, cpu, cuda or cuda:N") from None
