@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 import time
@@ -19,6 +20,33 @@ WORD_LM_ORDER, PIECE_LM_ORDER = 3, 6  # pieces are shorter than words: a piece L
 BUNDLED_MODEL = Path(__file__).parent / "pretrained" / "an4_blstm" / "model.pt"
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (beam and batch sizes)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
+def number_list(text: str) -> list[float]:
+    """argparse type: comma-separated finite numbers, e.g. '0,0.5,1' -> [0.0, 0.5, 1.0]."""
+    numbers = []
+    for item in text.split(","):
+        try:
+            number = float(item)
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number):
+            problem = f"{item.strip()!r} is not a finite number" if item.strip() else "an empty item"
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as '0,0.5,1', got {text!r} "
+                                             f"({problem})")
+        numbers.append(number)
+    return numbers
+
+
 def _add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
 
@@ -26,7 +54,7 @@ def _add_device(parser: argparse.ArgumentParser) -> None:
 def _add_decoding(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("decoding (default: what the model was tuned with)")
     group.add_argument("--decoder", choices=["greedy", "beam"], help="greedy, or beam (+ the model's LM if it has one)")
-    group.add_argument("--beam-size", type=int)
+    group.add_argument("--beam-size", type=positive_int)
     group.add_argument("--lm-weight", type=float, help="alpha: LM weight in shallow fusion")
     group.add_argument("--word-score", type=float, help="beta: score added per word")
 
@@ -50,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="text: 'path<TAB>transcript' per file; jsonl: one JSON object per file with word timings; "
                         "srt/vtt: subtitles; ctm: one line per word")
     p.add_argument("--output-dir", help="write one <name>.<format> file per input here instead of stdout")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=positive_int, default=16,
+                   help="files run through the model at once (default: 16)")
     _add_device(p)
     _add_decoding(p)
 
@@ -59,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", required=True)
     p.add_argument("--out", required=True, help="output JSONL: {id, text} per utterance")
     p.add_argument("--stats", metavar="PATH", help="also write timing as JSON (audio seconds, seconds, RTF)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=positive_int, default=32,
+                   help="utterances run through the model at once (default: 32)")
     _add_device(p)
     _add_decoding(p)
 
@@ -84,9 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lm", required=True, help="ARPA file (from `asr lm`)")
     p.add_argument("--lexicon", help="lexicon file (from `asr lm`); character models need it, BPE models use none")
     p.add_argument("--out", required=True, help="the model with its LM, lexicon and tuned weights inside")
-    p.add_argument("--lm-weights", default="0,0.5,1,1.5,2,2.5,3,4", help="comma-separated alphas")
-    p.add_argument("--word-scores", default="-1,0,1,2,3,4,5", help="comma-separated betas")
-    p.add_argument("--beam-size", type=int, default=50)
+    p.add_argument("--lm-weights", type=number_list, default="0,0.5,1,1.5,2,2.5,3,4", help="comma-separated alphas")
+    p.add_argument("--word-scores", type=number_list, default="-1,0,1,2,3,4,5", help="comma-separated betas")
+    p.add_argument("--beam-size", type=positive_int, default=50)
     _add_device(p)
 
     p = commands.add_parser("export", help="a checkpoint without training state (optionally fp16) for shipping")
@@ -273,7 +303,7 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
     utterances = read_manifest(args.manifest)
     with open(args.lm, encoding="utf-8") as f:
         arpa = f.read()
-    word_scores = [float(b) for b in args.word_scores.split(",")]
+    word_scores = args.word_scores
     if vocab.kind == "bpe":  # a piece LM, open vocabulary: no lexicon, no word score (see asr.decode)
         check_piece_lm(arpa, vocab, args.lm)
         lexicon, word_scores = None, [0.0]
@@ -287,7 +317,7 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
     print(f"greedy: {greedy.summary()}")
     results = tune_lm(
         emissions, refs, vocab, arpa, lexicon,
-        lm_weights=[float(a) for a in args.lm_weights.split(",")],
+        lm_weights=args.lm_weights,
         word_scores=word_scores,
         base=DecodeConfig(decoder="beam", beam_size=args.beam_size),
         report=lambda c, r: print(f"lm_weight={c.lm_weight:<5g} word_score={c.word_score:<5g} {r.summary()}", flush=True),

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from asr.cli import build_parser, main
+
 from .conftest import OVERFIT_SET, run_asr, write_tone
 
 
@@ -93,3 +95,60 @@ def test_transcribe_and_decode_with_a_trained_model(overfit_model, an4_dir, tmp_
     result = run_asr("score", "--ref", str(manifest), "--hyp", str(hyp))
     assert "WER 0.00%" in result.stdout
     assert json.loads(stats.read_text())["utterances"] == len(OVERFIT_SET)
+
+
+# --- option values are checked when the command line is parsed ----------------------------------
+
+TUNE_LM = ["tune-lm", "--model", "m.pt", "--manifest", "dev.jsonl", "--lm", "lm.arpa", "--out", "out.pt"]
+BAD_OPTION_VALUES = {  # name: (command line, the error line argparse must print)
+    "beam_size_zero": (["transcribe", "--beam-size", "0", "a.wav"],
+                       "asr transcribe: error: argument --beam-size: expected a positive whole number, got '0'"),
+    "beam_size_negative": (["decode", "--model", "m.pt", "--manifest", "t.jsonl", "--out", "h.jsonl",
+                            "--beam-size", "-3"],
+                           "asr decode: error: argument --beam-size: expected a positive whole number, got '-3'"),
+    "beam_size_not_a_number": ([*TUNE_LM, "--beam-size", "big"],
+                               "asr tune-lm: error: argument --beam-size: expected a positive whole number, "
+                               "got 'big'"),
+    "transcribe_batch_size_zero": (["transcribe", "--batch-size", "0", "a.wav"],
+                                   "asr transcribe: error: argument --batch-size: expected a positive whole number, "
+                                   "got '0'"),
+    "decode_batch_size_zero": (["decode", "--model", "m.pt", "--manifest", "t.jsonl", "--out", "h.jsonl",
+                                "--batch-size", "0"],
+                               "asr decode: error: argument --batch-size: expected a positive whole number, got '0'"),
+    "lm_weights_not_a_number": ([*TUNE_LM, "--lm-weights", "0,abc,1"],
+                                "asr tune-lm: error: argument --lm-weights: expected comma-separated numbers such as "
+                                "'0,0.5,1', got '0,abc,1' ('abc' is not a finite number)"),
+    "lm_weights_empty_item": ([*TUNE_LM, "--lm-weights", "0,,1"],
+                              "asr tune-lm: error: argument --lm-weights: expected comma-separated numbers such as "
+                              "'0,0.5,1', got '0,,1' (an empty item)"),
+    "word_scores_trailing_comma": ([*TUNE_LM, "--word-scores", "1,2,"],
+                                   "asr tune-lm: error: argument --word-scores: expected comma-separated numbers "
+                                   "such as '0,0.5,1', got '1,2,' (an empty item)"),
+    "word_scores_nan": ([*TUNE_LM, "--word-scores", "nan"],
+                        "asr tune-lm: error: argument --word-scores: expected comma-separated numbers such as "
+                        "'0,0.5,1', got 'nan' ('nan' is not a finite number)"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_OPTION_VALUES)
+def test_a_bad_option_value_is_a_usage_error_not_a_traceback(name, capsys):
+    argv, error = BAD_OPTION_VALUES[name]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: asr ") and err.splitlines()[-1] == error
+
+
+def test_comma_lists_are_parsed_into_numbers():
+    args = build_parser().parse_args([*TUNE_LM, "--lm-weights", "0, 0.5,2", "--word-scores", "-1"])
+    assert args.lm_weights == [0.0, 0.5, 2.0] and args.word_scores == [-1.0]
+    defaults = build_parser().parse_args(TUNE_LM)
+    assert defaults.lm_weights == [0, 0.5, 1, 1.5, 2, 2.5, 3, 4] and defaults.word_scores == [-1, 0, 1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("command", ["transcribe", "decode"])
+def test_batch_size_has_help(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert "run through the model at once" in capsys.readouterr().out
