@@ -165,13 +165,15 @@ def _transcriber(args: argparse.Namespace):
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
     from asr.errors import ASRError
-    from asr.transcribe import expand_inputs, format_transcript
+    from asr.paths import expand_inputs
 
-    inputs = expand_inputs(args.paths)
+    inputs = expand_inputs(args.paths)  # the command line is checked before torch is imported
     if args.format in ("srt", "vtt") and len(inputs) > 1 and not args.output_dir:
         raise ASRError(f"--format {args.format} with several inputs needs --output-dir (one file per input)")
     if args.output_dir:
         os.makedirs(args.output_dir, exist_ok=True)
+    from asr.transcribe import format_transcript
+
     transcriber = _transcriber(args)
     failed = 0
     for result in transcriber.transcribe(inputs):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -152,3 +154,23 @@ def test_batch_size_has_help(command, capsys):
     with pytest.raises(SystemExit):
         main([command, "--help"])
     assert "run through the model at once" in capsys.readouterr().out
+
+
+# --- usage errors are found before torch is imported ----------------------------------------------
+
+
+def run_main_reporting_torch(*argv: str) -> subprocess.CompletedProcess:
+    """asr.cli.main(argv) in a fresh interpreter; stdout ends with whether torch got imported."""
+    code = ("import sys; from asr.cli import main; code = main(sys.argv[1:]); "
+            "print('torch imported:', 'torch' in sys.modules); sys.exit(code)")
+    return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, encoding="utf-8", timeout=300)
+
+
+def test_subtitles_for_several_inputs_without_output_dir_is_refused_before_importing_torch(tmp_path):
+    for name in ("a.wav", "b.wav"):
+        write_tone(tmp_path / name)
+    result = run_main_reporting_torch("transcribe", "--format", "srt", str(tmp_path / "a.wav"), str(tmp_path / "b.wav"))
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == ["asr: error: --format srt with several inputs needs --output-dir "
+                                          "(one file per input)"]
+    assert result.stdout.splitlines() == ["torch imported: False"]
