@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["text", "jsonl", "srt", "vtt", "ctm"], default="text",
                    help="text: 'path<TAB>transcript' per file; jsonl: one JSON object per file with word timings; "
                         "srt/vtt: subtitles; ctm: one line per word")
-    p.add_argument("--output-dir", help="write one <name>.<format> file per input here instead of stdout")
+    p.add_argument("--output-dir", help="write one <name>.<format> file per input here instead of stdout "
+                   "(files found under a directory keep their path below it)")
     p.add_argument("--batch-size", type=positive_int, default=16,
                    help="files run through the model at once (default: 16)")
     _add_device(p)
@@ -165,25 +166,27 @@ def _transcriber(args: argparse.Namespace):
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
     from asr.errors import ASRError
-    from asr.paths import expand_inputs
+    from asr.paths import expand_inputs, output_files
 
     inputs = expand_inputs(args.paths)  # the command line is checked before torch is imported
     if args.format in ("srt", "vtt") and len(inputs) > 1 and not args.output_dir:
         raise ASRError(f"--format {args.format} with several inputs needs --output-dir (one file per input)")
+    targets = output_files(inputs, args.output_dir, args.format) if args.output_dir else {}
     if args.output_dir:
-        os.makedirs(args.output_dir, exist_ok=True)
+        for folder in {args.output_dir, *map(os.path.dirname, targets.values())}:
+            os.makedirs(folder, exist_ok=True)
     from asr.transcribe import format_transcript
 
     transcriber = _transcriber(args)
     failed = 0
-    for result in transcriber.transcribe(inputs):
+    for result in transcriber.transcribe((item.path, item.error) for item in inputs):
         if result.error is not None:
             failed += 1
             print(f"asr: error: {result.error}", file=sys.stderr, flush=True)
             continue
         text = format_transcript(result, args.format)
         if args.output_dir:
-            target = os.path.join(args.output_dir, f"{os.path.splitext(os.path.basename(result.audio))[0]}.{args.format}")
+            target = targets[result.audio]
             with open(target, "w", encoding="utf-8") as f:
                 f.write(text + ("" if text.endswith("\n") else "\n"))
             print(f"{result.audio} -> {target}", file=sys.stderr, flush=True)

@@ -121,7 +121,7 @@ class Transcriber:
         return results
 
     def transcribe(self, inputs: Iterable[tuple[str, str | None]]) -> Iterator[Transcript]:
-        """(path, error-or-None) pairs (see asr.paths.expand_inputs) -> Transcripts, in input order."""
+        """(path, error-or-None) pairs (of asr.paths.expand_inputs' AudioInputs) -> Transcripts, in input order."""
         group: list[tuple[str, str | None]] = []
         for item in inputs:
             group.append(item)

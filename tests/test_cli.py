@@ -174,3 +174,62 @@ def test_subtitles_for_several_inputs_without_output_dir_is_refused_before_impor
     assert result.stderr.splitlines() == ["asr: error: --format srt with several inputs needs --output-dir "
                                           "(one file per input)"]
     assert result.stdout.splitlines() == ["torch imported: False"]
+
+
+# --- --output-dir: one file per input, never two inputs to one file -----------------------------
+
+
+def test_output_dir_mirrors_the_folders_under_a_directory_argument(untrained_model, tmp_path, capsys):
+    audio, out = tmp_path / "audio", tmp_path / "out"
+    for name in ("a/x.wav", "b/x.wav", "top.flac"):
+        (audio / name).parent.mkdir(parents=True, exist_ok=True)
+        write_tone(audio / name)
+    write_tone(tmp_path / "single.wav")
+    argv = ["transcribe", "--model", str(untrained_model), "--format", "jsonl", "--output-dir", str(out)]
+    assert main([*argv, str(audio), str(tmp_path / "single.wav")]) == 0
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert written == ["a/x.jsonl", "b/x.jsonl", "single.jsonl", "top.jsonl"]
+    assert json.loads((out / "b" / "x.jsonl").read_text())["audio"] == str(audio / "b" / "x.wav")
+    assert f"{audio / 'a' / 'x.wav'} -> {out / 'a' / 'x.jsonl'}" in capsys.readouterr().err
+
+
+def same_name_in_two_folders(tmp_path: Path) -> tuple[list[str], tuple[str, str]]:
+    """(command-line paths, the two inputs that collide)"""
+    for name in ("a/x.wav", "b/x.wav"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        write_tone(tmp_path / name)
+    paths = [str(tmp_path / "a" / "x.wav"), str(tmp_path / "b" / "x.wav")]
+    return paths, (paths[0], paths[1])
+
+
+def same_stem_in_one_folder(tmp_path: Path) -> tuple[list[str], tuple[str, str]]:
+    (tmp_path / "dir").mkdir()
+    write_tone(tmp_path / "dir" / "x.wav")
+    write_tone(tmp_path / "dir" / "x.flac", format="FLAC")
+    return [str(tmp_path / "dir")], (str(tmp_path / "dir" / "x.flac"), str(tmp_path / "dir" / "x.wav"))
+
+
+def same_file_twice(tmp_path: Path) -> tuple[list[str], tuple[str, str]]:
+    write_tone(tmp_path / "x.wav")
+    return [str(tmp_path / "x.wav")] * 2, (str(tmp_path / "x.wav"), str(tmp_path / "x.wav"))
+
+
+@pytest.mark.parametrize("make_inputs", [same_name_in_two_folders, same_stem_in_one_folder, same_file_twice])
+def test_two_inputs_for_one_output_file_are_refused_before_any_work(make_inputs, tmp_path, capsys):
+    paths, (first, second) = make_inputs(tmp_path)
+    out = tmp_path / "out"
+    # a model that does not exist: the refusal must come before the model is loaded
+    argv = ["transcribe", "--model", str(tmp_path / "nope.pt"), "--format", "jsonl", "--output-dir", str(out)]
+    assert main([*argv, *paths]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"asr: error: {first} and {second} would both be written to {out / 'x.jsonl'}; "
+        "rename one or transcribe them in separate runs"
+    ]
+    assert not out.exists()
+
+
+def test_colliding_outputs_are_refused_before_importing_torch(tmp_path):
+    paths, _ = same_name_in_two_folders(tmp_path)
+    result = run_main_reporting_torch("transcribe", "--output-dir", str(tmp_path / "out"), *paths)
+    assert result.returncode == 1 and "would both be written to" in result.stderr
+    assert result.stdout.splitlines() == ["torch imported: False"]
