@@ -77,8 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["text", "jsonl", "srt", "vtt", "ctm"], default="text",
                    help="text: 'path<TAB>transcript' per file; jsonl: one JSON object per file with word timings; "
                         "srt/vtt: subtitles; ctm: one line per word")
-    p.add_argument("--output-dir", help="write one <name>.<format> file per input here instead of stdout "
-                   "(files found under a directory keep their path below it)")
+    p.add_argument("--output-dir", help="write one file per input here instead of stdout: <name>.txt holding the "
+                   "transcript for text, <name>.<format> otherwise (files found under a directory keep their path "
+                   "below it)")
     p.add_argument("--batch-size", type=positive_int, default=16,
                    help="files run through the model at once (default: 16)")
     _add_device(p)
@@ -175,7 +176,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     if args.output_dir:
         for folder in {args.output_dir, *map(os.path.dirname, targets.values())}:
             os.makedirs(folder, exist_ok=True)
-    from asr.transcribe import format_transcript
+    from asr.transcribe import format_output_file, format_transcript
 
     transcriber = _transcriber(args)
     failed = 0
@@ -184,13 +185,12 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             failed += 1
             print(f"asr: error: {result.error}", file=sys.stderr, flush=True)
             continue
-        text = format_transcript(result, args.format)
         if args.output_dir:
             target = targets[result.audio]
             with open(target, "w", encoding="utf-8") as f:
-                f.write(text + ("" if text.endswith("\n") else "\n"))
+                f.write(format_output_file(result, args.format))
             print(f"{result.audio} -> {target}", file=sys.stderr, flush=True)
-        elif text:
+        elif text := format_transcript(result, args.format):
             print(text, flush=True)
     if failed:
         print(f"asr: {failed} file(s) failed", file=sys.stderr)

@@ -14,6 +14,8 @@ from pathlib import Path
 from asr.audio import find_audio_files
 from asr.errors import ASRError
 
+FILE_EXTENSIONS = {"text": ".txt", "jsonl": ".jsonl", "srt": ".srt", "vtt": ".vtt", "ctm": ".ctm"}  # by --format
+
 
 @dataclass(frozen=True)
 class AudioInput:
@@ -53,7 +55,7 @@ def output_files(inputs: Iterable[AudioInput], output_dir: str, fmt: str) -> dic
     for item in inputs:
         if item.error is not None:
             continue
-        target = os.path.join(output_dir, f"{item.name}.{fmt}")
+        target = os.path.join(output_dir, item.name + FILE_EXTENSIONS[fmt])
         owner = owners.setdefault(os.path.normpath(target), item.path)
         if owner != item.path or item.path in targets:
             raise ASRError(f"{owner} and {item.path} would both be written to {target}; "

@@ -277,6 +277,13 @@ def format_transcript(transcript: Transcript, fmt: str) -> str:
     raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
 
 
+def format_output_file(transcript: Transcript, fmt: str) -> str:
+    """The contents of one input's own output file (--output-dir), ending in a newline: `fmt` as in
+    format_transcript, except that a text file holds the transcript alone (its name gives the audio)."""
+    text = transcript.text if fmt == "text" else format_transcript(transcript, fmt)
+    return text if text.endswith("\n") else text + "\n"
+
+
 def subtitle_cues(words: Sequence[WordTiming]) -> list[list[WordTiming]]:
     """Group words into cues at pauses longer than CUE_MAX_GAP or every CUE_MAX_WORDS words."""
     cues: list[list[WordTiming]] = []

@@ -193,6 +193,17 @@ def test_output_dir_mirrors_the_folders_under_a_directory_argument(untrained_mod
     assert f"{audio / 'a' / 'x.wav'} -> {out / 'a' / 'x.jsonl'}" in capsys.readouterr().err
 
 
+def test_text_output_files_are_named_txt_and_hold_the_transcript_alone(untrained_model, tmp_path, capsys):
+    write_tone(tmp_path / "x.wav")
+    model = ["transcribe", "--model", str(untrained_model)]
+    assert main([*model, str(tmp_path / "x.wav")]) == 0
+    path, transcript = capsys.readouterr().out.rstrip("\n").split("\t")  # stdout keeps path<TAB>text
+    assert path == str(tmp_path / "x.wav")
+    assert main([*model, "--output-dir", str(tmp_path / "out"), str(tmp_path / "x.wav")]) == 0
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["x.txt"]
+    assert (tmp_path / "out" / "x.txt").read_text(encoding="utf-8") == transcript + "\n"
+
+
 def same_name_in_two_folders(tmp_path: Path) -> tuple[list[str], tuple[str, str]]:
     """(command-line paths, the two inputs that collide)"""
     for name in ("a/x.wav", "b/x.wav"):
