@@ -193,7 +193,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         elif text := format_transcript(result, args.format):
             print(text, flush=True)
     if failed:
-        print(f"asr: {failed} file(s) failed", file=sys.stderr)
+        print(f"asr: {failed} of {len(inputs)} input(s) failed", file=sys.stderr)
     return EXIT_ERROR if failed else EXIT_OK
 
 

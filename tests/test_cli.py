@@ -49,6 +49,14 @@ def test_transcribe_missing_file_is_reported_and_the_others_still_print(untraine
     assert "Traceback" not in result.stderr
 
 
+def test_a_missing_directory_is_counted_as_a_failed_input_not_a_file(untrained_model, tmp_path, capsys):
+    write_tone(tmp_path / "good.wav")
+    missing = tmp_path / "no_such_dir"
+    assert main(["transcribe", "--model", str(untrained_model), str(missing), str(tmp_path / "good.wav")]) == 1
+    assert capsys.readouterr().err.splitlines() == [f"asr: error: {missing}: no such file or directory",
+                                                    "asr: 1 of 2 input(s) failed"]
+
+
 def test_transcribe_with_a_missing_model_is_one_line_error(tmp_path):
     write_tone(tmp_path / "a.wav")
     result = run_asr("transcribe", "--model", str(tmp_path / "nope.pt"), str(tmp_path / "a.wav"))
