@@ -18,6 +18,7 @@ from pathlib import Path
 EXIT_OK, EXIT_ERROR = 0, 1
 WORD_LM_ORDER, PIECE_LM_ORDER = 3, 6  # pieces are shorter than words: a piece LM needs a longer history
 BUNDLED_MODEL = Path(__file__).parent / "pretrained" / "an4_blstm" / "model.pt"
+MAX_MISSING_WARNINGS = 5  # `asr score` names this many ids with no hypothesis, one per line, and counts the rest
 
 
 def positive_int(text: str) -> int:
@@ -235,6 +236,30 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return EXIT_ERROR if failed else EXIT_OK
 
 
+def _check_ids_match(ref_path: str, hyp_path: str, refs: dict[str, str], hyps: dict[str, str], matched: int) -> None:
+    """Refuse to score when no id, or fewer than half of the reference ids, have a hypothesis: the
+    files do not belong together (or use different ids), and a WER near 100 % would mislead."""
+    from asr.errors import ASRError
+
+    if matched > 0 and 2 * matched >= len(refs):
+        return
+    looks = ""
+    if refs and hyps:
+        looks = f" (hypothesis ids look like {next(iter(hyps))!r}, reference ids like {next(iter(refs))!r})"
+    raise ASRError(f"{hyp_path}: {matched} of the {len(refs)} ids in {ref_path} have a hypothesis{looks}; "
+                   "hypotheses must use the reference ids: `asr decode --manifest` writes the manifest's ids, "
+                   "while `asr transcribe` output uses audio paths")
+
+
+def _warn_missing(hyp_path: str, missing: list[str]) -> None:
+    """One warning per reference id with no hypothesis, up to MAX_MISSING_WARNINGS, then a count."""
+    for utt_id in missing[:MAX_MISSING_WARNINGS]:
+        print(f"asr: warning: {hyp_path}: no hypothesis for {utt_id} (scored as all deletions)", file=sys.stderr)
+    if len(missing) > MAX_MISSING_WARNINGS:
+        print(f"asr: warning: {hyp_path}: no hypothesis for {len(missing) - MAX_MISSING_WARNINGS} more id(s) "
+              "(scored as all deletions; --json lists them all)", file=sys.stderr)
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from asr.data import read_transcripts
     from asr.metrics import error_rates
@@ -242,8 +267,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     refs, hyps = read_transcripts(args.ref), read_transcripts(args.hyp)
     missing = [utt_id for utt_id in refs if utt_id not in hyps]
     extra = [utt_id for utt_id in hyps if utt_id not in refs]
-    for utt_id in missing:
-        print(f"asr: warning: {args.hyp}: no hypothesis for {utt_id} (scored as all deletions)", file=sys.stderr)
+    _check_ids_match(args.ref, args.hyp, refs, hyps, len(refs) - len(missing))
+    _warn_missing(args.hyp, missing)
     if extra:
         print(f"asr: warning: {args.hyp}: {len(extra)} id(s) not in {args.ref} ignored, e.g. {extra[0]}", file=sys.stderr)
     ids = list(refs)

@@ -83,6 +83,49 @@ def test_score_matches_ids_across_jsonl_and_kaldi_formats(tmp_path):
     assert scores["words"] == {"substitutions": 1, "deletions": 2, "insertions": 1, "reference_length": 7}
 
 
+def write_references(path: Path, count: int) -> list[str]:
+    ids = [f"u{n}" for n in range(1, count + 1)]
+    path.write_text("".join(json.dumps({"id": i, "text": "YES NO"}) + "\n" for i in ids))
+    return ids
+
+
+def test_score_refuses_hypotheses_whose_ids_match_no_reference(tmp_path, capsys):
+    ref, hyp = tmp_path / "test.jsonl", tmp_path / "hyp.txt"
+    write_references(ref, 3)
+    hyp.write_text("".join(f"/audio/u{n}.wav\tYES NO\n" for n in range(1, 4)))  # `asr transcribe` output
+    assert main(["score", "--ref", str(ref), "--hyp", str(hyp)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
+        f"asr: error: {hyp}: 0 of the 3 ids in {ref} have a hypothesis (hypothesis ids look like '/audio/u1.wav', "
+        "reference ids like 'u1'); hypotheses must use the reference ids: `asr decode --manifest` writes the "
+        "manifest's ids, while `asr transcribe` output uses audio paths"
+    ]
+
+
+def test_score_refuses_hypotheses_for_fewer_than_half_of_the_references(tmp_path, capsys):
+    ref, hyp = tmp_path / "test.jsonl", tmp_path / "hyp.txt"
+    write_references(ref, 5)
+    hyp.write_text("u1 YES NO\nu2 YES\n")
+    assert main(["score", "--ref", str(ref), "--hyp", str(hyp)]) == 1
+    (error,) = capsys.readouterr().err.splitlines()
+    assert error.startswith(f"asr: error: {hyp}: 2 of the 5 ids in {ref} have a hypothesis")
+
+
+def test_score_names_the_first_missing_ids_and_counts_the_rest(tmp_path, capsys):
+    ref, hyp = tmp_path / "test.jsonl", tmp_path / "hyp.txt"
+    ids = write_references(ref, 14)
+    hyp.write_text("".join(f"{i} YES NO\n" for i in ids[:7]))  # exactly half: scored
+    assert main(["score", "--ref", str(ref), "--hyp", str(hyp), "--json", str(tmp_path / "s.json")]) == 0
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [
+        *(f"asr: warning: {hyp}: no hypothesis for {i} (scored as all deletions)" for i in ids[7:12]),
+        f"asr: warning: {hyp}: no hypothesis for 2 more id(s) (scored as all deletions; --json lists them all)",
+    ]
+    assert "WER 50.00%" in out
+    assert json.loads((tmp_path / "s.json").read_text())["missing"] == ids[7:]
+
+
 def test_train_with_unknown_config_key_is_one_line_error(tmp_path):
     result = run_asr("train", "--config", "conf/an4_blstm.yaml", "model.hiden_size=3",
                      cwd=Path(__file__).resolve().parents[1])
