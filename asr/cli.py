@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 import time
@@ -17,6 +18,34 @@ from pathlib import Path
 EXIT_OK, EXIT_ERROR = 0, 1
 WORD_LM_ORDER, PIECE_LM_ORDER = 3, 6  # pieces are shorter than words: a piece LM needs a longer history
 BUNDLED_MODEL = Path(__file__).parent / "pretrained" / "an4_blstm" / "model.pt"
+MAX_MISSING_WARNINGS = 5  # `asr score` names this many ids with no hypothesis, one per line, and counts the rest
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (beam and batch sizes)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
+def number_list(text: str) -> list[float]:
+    """argparse type: comma-separated finite numbers, e.g. '0,0.5,1' -> [0.0, 0.5, 1.0]."""
+    numbers = []
+    for item in text.split(","):
+        try:
+            number = float(item)
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number):
+            problem = f"{item.strip()!r} is not a finite number" if item.strip() else "an empty item"
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as '0,0.5,1', got {text!r} "
+                                             f"({problem})")
+        numbers.append(number)
+    return numbers
 
 
 def _add_device(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +55,7 @@ def _add_device(parser: argparse.ArgumentParser) -> None:
 def _add_decoding(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("decoding (default: what the model was tuned with)")
     group.add_argument("--decoder", choices=["greedy", "beam"], help="greedy, or beam (+ the model's LM if it has one)")
-    group.add_argument("--beam-size", type=int)
+    group.add_argument("--beam-size", type=positive_int)
     group.add_argument("--lm-weight", type=float, help="alpha: LM weight in shallow fusion")
     group.add_argument("--word-score", type=float, help="beta: score added per word")
 
@@ -49,8 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["text", "jsonl", "srt", "vtt", "ctm"], default="text",
                    help="text: 'path<TAB>transcript' per file; jsonl: one JSON object per file with word timings; "
                         "srt/vtt: subtitles; ctm: one line per word")
-    p.add_argument("--output-dir", help="write one <name>.<format> file per input here instead of stdout")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--output-dir", help="write one file per input here instead of stdout: <name>.txt holding the "
+                   "transcript for text, <name>.<format> otherwise (files found under a directory keep their path "
+                   "below it)")
+    p.add_argument("--batch-size", type=positive_int, default=16,
+                   help="files run through the model at once (default: 16)")
     _add_device(p)
     _add_decoding(p)
 
@@ -59,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", required=True)
     p.add_argument("--out", required=True, help="output JSONL: {id, text} per utterance")
     p.add_argument("--stats", metavar="PATH", help="also write timing as JSON (audio seconds, seconds, RTF)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=positive_int, default=32,
+                   help="utterances run through the model at once (default: 32)")
     _add_device(p)
     _add_decoding(p)
 
@@ -84,9 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lm", required=True, help="ARPA file (from `asr lm`)")
     p.add_argument("--lexicon", help="lexicon file (from `asr lm`); character models need it, BPE models use none")
     p.add_argument("--out", required=True, help="the model with its LM, lexicon and tuned weights inside")
-    p.add_argument("--lm-weights", default="0,0.5,1,1.5,2,2.5,3,4", help="comma-separated alphas")
-    p.add_argument("--word-scores", default="-1,0,1,2,3,4,5", help="comma-separated betas")
-    p.add_argument("--beam-size", type=int, default=50)
+    p.add_argument("--lm-weights", type=number_list, default="0,0.5,1,1.5,2,2.5,3,4", help="comma-separated alphas")
+    p.add_argument("--word-scores", type=number_list, default="-1,0,1,2,3,4,5", help="comma-separated betas")
+    p.add_argument("--beam-size", type=positive_int, default=50)
     _add_device(p)
 
     p = commands.add_parser("export", help="a checkpoint without training state (optionally fp16) for shipping")
@@ -136,30 +169,33 @@ def _transcriber(args: argparse.Namespace):
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
     from asr.errors import ASRError
-    from asr.transcribe import expand_inputs, format_transcript
+    from asr.paths import expand_inputs, output_files
 
-    inputs = expand_inputs(args.paths)
+    inputs = expand_inputs(args.paths)  # the command line is checked before torch is imported
     if args.format in ("srt", "vtt") and len(inputs) > 1 and not args.output_dir:
         raise ASRError(f"--format {args.format} with several inputs needs --output-dir (one file per input)")
+    targets = output_files(inputs, args.output_dir, args.format) if args.output_dir else {}
     if args.output_dir:
-        os.makedirs(args.output_dir, exist_ok=True)
+        for folder in {args.output_dir, *map(os.path.dirname, targets.values())}:
+            os.makedirs(folder, exist_ok=True)
+    from asr.transcribe import format_output_file, format_transcript
+
     transcriber = _transcriber(args)
     failed = 0
-    for result in transcriber.transcribe(inputs):
+    for result in transcriber.transcribe((item.path, item.error) for item in inputs):
         if result.error is not None:
             failed += 1
             print(f"asr: error: {result.error}", file=sys.stderr, flush=True)
             continue
-        text = format_transcript(result, args.format)
         if args.output_dir:
-            target = os.path.join(args.output_dir, f"{os.path.splitext(os.path.basename(result.audio))[0]}.{args.format}")
+            target = targets[result.audio]
             with open(target, "w", encoding="utf-8") as f:
-                f.write(text + ("" if text.endswith("\n") else "\n"))
+                f.write(format_output_file(result, args.format))
             print(f"{result.audio} -> {target}", file=sys.stderr, flush=True)
-        elif text:
+        elif text := format_transcript(result, args.format):
             print(text, flush=True)
     if failed:
-        print(f"asr: {failed} file(s) failed", file=sys.stderr)
+        print(f"asr: {failed} of {len(inputs)} input(s) failed", file=sys.stderr)
     return EXIT_ERROR if failed else EXIT_OK
 
 
@@ -200,6 +236,30 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return EXIT_ERROR if failed else EXIT_OK
 
 
+def _check_ids_match(ref_path: str, hyp_path: str, refs: dict[str, str], hyps: dict[str, str], matched: int) -> None:
+    """Refuse to score when no id, or fewer than half of the reference ids, have a hypothesis: the
+    files do not belong together (or use different ids), and a WER near 100 % would mislead."""
+    from asr.errors import ASRError
+
+    if matched > 0 and 2 * matched >= len(refs):
+        return
+    looks = ""
+    if refs and hyps:
+        looks = f" (hypothesis ids look like {next(iter(hyps))!r}, reference ids like {next(iter(refs))!r})"
+    raise ASRError(f"{hyp_path}: {matched} of the {len(refs)} ids in {ref_path} have a hypothesis{looks}; "
+                   "hypotheses must use the reference ids: `asr decode --manifest` writes the manifest's ids, "
+                   "while `asr transcribe` output uses audio paths")
+
+
+def _warn_missing(hyp_path: str, missing: list[str]) -> None:
+    """One warning per reference id with no hypothesis, up to MAX_MISSING_WARNINGS, then a count."""
+    for utt_id in missing[:MAX_MISSING_WARNINGS]:
+        print(f"asr: warning: {hyp_path}: no hypothesis for {utt_id} (scored as all deletions)", file=sys.stderr)
+    if len(missing) > MAX_MISSING_WARNINGS:
+        print(f"asr: warning: {hyp_path}: no hypothesis for {len(missing) - MAX_MISSING_WARNINGS} more id(s) "
+              "(scored as all deletions; --json lists them all)", file=sys.stderr)
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from asr.manifest import read_transcripts
     from asr.metrics import error_rates
@@ -207,8 +267,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     refs, hyps = read_transcripts(args.ref), read_transcripts(args.hyp)
     missing = [utt_id for utt_id in refs if utt_id not in hyps]
     extra = [utt_id for utt_id in hyps if utt_id not in refs]
-    for utt_id in missing:
-        print(f"asr: warning: {args.hyp}: no hypothesis for {utt_id} (scored as all deletions)", file=sys.stderr)
+    _check_ids_match(args.ref, args.hyp, refs, hyps, len(refs) - len(missing))
+    _warn_missing(args.hyp, missing)
     if extra:
         print(f"asr: warning: {args.hyp}: {len(extra)} id(s) not in {args.ref} ignored, e.g. {extra[0]}", file=sys.stderr)
     ids = list(refs)
@@ -273,7 +333,7 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
     utterances = read_manifest(args.manifest)
     with open(args.lm, encoding="utf-8") as f:
         arpa = f.read()
-    word_scores = [float(b) for b in args.word_scores.split(",")]
+    word_scores = args.word_scores
     if vocab.kind == "bpe":  # a piece LM, open vocabulary: no lexicon, no word score (see asr.decode)
         check_piece_lm(arpa, vocab, args.lm)
         lexicon, word_scores = None, [0.0]
@@ -287,7 +347,7 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
     print(f"greedy: {greedy.summary()}")
     results = tune_lm(
         emissions, refs, vocab, arpa, lexicon,
-        lm_weights=[float(a) for a in args.lm_weights.split(",")],
+        lm_weights=args.lm_weights,
         word_scores=word_scores,
         base=DecodeConfig(decoder="beam", beam_size=args.beam_size),
         report=lambda c, r: print(f"lm_weight={c.lm_weight:<5g} word_score={c.word_score:<5g} {r.summary()}", flush=True),

@@ -7,14 +7,13 @@ Output formats: text, jsonl, srt, vtt, ctm (see format_transcript).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from asr.audio import audio_info, find_audio_files, load_audio, stream_audio
+from asr.audio import audio_info, load_audio, stream_audio
 from asr.checkpoint import LoadedModel
 from asr.decode import DecodeConfig, Hypothesis, WordTiming, word_timings
 from asr.errors import ASRError
@@ -35,26 +34,6 @@ class Transcript:
     duration: float = 0.0  # seconds
     words: tuple[WordTiming, ...] = ()
     error: str | None = None  # one line naming the file and the problem
-
-
-def expand_inputs(paths: Iterable[str]) -> list[tuple[str, str | None]]:
-    """Paths and directories -> (audio path, error or None), in the order given.
-
-    A directory contributes every audio file under it (sorted); a directory with none, or a
-    missing path, contributes one entry carrying its error.
-    """
-    expanded: list[tuple[str, str | None]] = []
-    for path in paths:
-        if os.path.isdir(path):
-            found = find_audio_files(path)
-            if not found:
-                expanded.append((path, f"{path}: directory contains no audio files"))
-            expanded.extend((str(p), None) for p in found)
-        elif not os.path.exists(path):
-            expanded.append((path, f"{path}: no such file or directory"))
-        else:
-            expanded.append((path, None))
-    return expanded
 
 
 class Transcriber:
@@ -142,7 +121,7 @@ class Transcriber:
         return results
 
     def transcribe(self, inputs: Iterable[tuple[str, str | None]]) -> Iterator[Transcript]:
-        """(path, error-or-None) pairs (see expand_inputs) -> Transcripts, in input order."""
+        """(path, error-or-None) pairs (of asr.paths.expand_inputs' AudioInputs) -> Transcripts, in input order."""
         group: list[tuple[str, str | None]] = []
         for item in inputs:
             group.append(item)
@@ -296,6 +275,13 @@ def format_transcript(transcript: Transcript, fmt: str) -> str:
         header = "WEBVTT\n\n" if fmt == "vtt" else ""
         return header + "\n".join(cues)
     raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
+
+
+def format_output_file(transcript: Transcript, fmt: str) -> str:
+    """The contents of one input's own output file (--output-dir), ending in a newline: `fmt` as in
+    format_transcript, except that a text file holds the transcript alone (its name gives the audio)."""
+    text = transcript.text if fmt == "text" else format_transcript(transcript, fmt)
+    return text if text.endswith("\n") else text + "\n"
 
 
 def subtitle_cues(words: Sequence[WordTiming]) -> list[list[WordTiming]]:

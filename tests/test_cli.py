@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+from asr.cli import build_parser, main
 
 from .conftest import OVERFIT_SET, run_asr, write_tone
 
@@ -45,6 +49,14 @@ def test_transcribe_missing_file_is_reported_and_the_others_still_print(untraine
     assert "Traceback" not in result.stderr
 
 
+def test_a_missing_directory_is_counted_as_a_failed_input_not_a_file(untrained_model, tmp_path, capsys):
+    write_tone(tmp_path / "good.wav")
+    missing = tmp_path / "no_such_dir"
+    assert main(["transcribe", "--model", str(untrained_model), str(missing), str(tmp_path / "good.wav")]) == 1
+    assert capsys.readouterr().err.splitlines() == [f"asr: error: {missing}: no such file or directory",
+                                                    "asr: 1 of 2 input(s) failed"]
+
+
 def test_transcribe_with_a_missing_model_is_one_line_error(tmp_path):
     write_tone(tmp_path / "a.wav")
     result = run_asr("transcribe", "--model", str(tmp_path / "nope.pt"), str(tmp_path / "a.wav"))
@@ -71,6 +83,49 @@ def test_score_matches_ids_across_jsonl_and_kaldi_formats(tmp_path):
     assert scores["words"] == {"substitutions": 1, "deletions": 2, "insertions": 1, "reference_length": 7}
 
 
+def write_references(path: Path, count: int) -> list[str]:
+    ids = [f"u{n}" for n in range(1, count + 1)]
+    path.write_text("".join(json.dumps({"id": i, "text": "YES NO"}) + "\n" for i in ids))
+    return ids
+
+
+def test_score_refuses_hypotheses_whose_ids_match_no_reference(tmp_path, capsys):
+    ref, hyp = tmp_path / "test.jsonl", tmp_path / "hyp.txt"
+    write_references(ref, 3)
+    hyp.write_text("".join(f"/audio/u{n}.wav\tYES NO\n" for n in range(1, 4)))  # `asr transcribe` output
+    assert main(["score", "--ref", str(ref), "--hyp", str(hyp)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
+        f"asr: error: {hyp}: 0 of the 3 ids in {ref} have a hypothesis (hypothesis ids look like '/audio/u1.wav', "
+        "reference ids like 'u1'); hypotheses must use the reference ids: `asr decode --manifest` writes the "
+        "manifest's ids, while `asr transcribe` output uses audio paths"
+    ]
+
+
+def test_score_refuses_hypotheses_for_fewer_than_half_of_the_references(tmp_path, capsys):
+    ref, hyp = tmp_path / "test.jsonl", tmp_path / "hyp.txt"
+    write_references(ref, 5)
+    hyp.write_text("u1 YES NO\nu2 YES\n")
+    assert main(["score", "--ref", str(ref), "--hyp", str(hyp)]) == 1
+    (error,) = capsys.readouterr().err.splitlines()
+    assert error.startswith(f"asr: error: {hyp}: 2 of the 5 ids in {ref} have a hypothesis")
+
+
+def test_score_names_the_first_missing_ids_and_counts_the_rest(tmp_path, capsys):
+    ref, hyp = tmp_path / "test.jsonl", tmp_path / "hyp.txt"
+    ids = write_references(ref, 14)
+    hyp.write_text("".join(f"{i} YES NO\n" for i in ids[:7]))  # exactly half: scored
+    assert main(["score", "--ref", str(ref), "--hyp", str(hyp), "--json", str(tmp_path / "s.json")]) == 0
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [
+        *(f"asr: warning: {hyp}: no hypothesis for {i} (scored as all deletions)" for i in ids[7:12]),
+        f"asr: warning: {hyp}: no hypothesis for 2 more id(s) (scored as all deletions; --json lists them all)",
+    ]
+    assert "WER 50.00%" in out
+    assert json.loads((tmp_path / "s.json").read_text())["missing"] == ids[7:]
+
+
 def test_train_with_unknown_config_key_is_one_line_error(tmp_path):
     result = run_asr("train", "--config", "conf/an4_blstm.yaml", "model.hiden_size=3",
                      cwd=Path(__file__).resolve().parents[1])
@@ -93,3 +148,150 @@ def test_transcribe_and_decode_with_a_trained_model(overfit_model, an4_dir, tmp_
     result = run_asr("score", "--ref", str(manifest), "--hyp", str(hyp))
     assert "WER 0.00%" in result.stdout
     assert json.loads(stats.read_text())["utterances"] == len(OVERFIT_SET)
+
+
+# --- option values are checked when the command line is parsed ----------------------------------
+
+TUNE_LM = ["tune-lm", "--model", "m.pt", "--manifest", "dev.jsonl", "--lm", "lm.arpa", "--out", "out.pt"]
+BAD_OPTION_VALUES = {  # name: (command line, the error line argparse must print)
+    "beam_size_zero": (["transcribe", "--beam-size", "0", "a.wav"],
+                       "asr transcribe: error: argument --beam-size: expected a positive whole number, got '0'"),
+    "beam_size_negative": (["decode", "--model", "m.pt", "--manifest", "t.jsonl", "--out", "h.jsonl",
+                            "--beam-size", "-3"],
+                           "asr decode: error: argument --beam-size: expected a positive whole number, got '-3'"),
+    "beam_size_not_a_number": ([*TUNE_LM, "--beam-size", "big"],
+                               "asr tune-lm: error: argument --beam-size: expected a positive whole number, "
+                               "got 'big'"),
+    "transcribe_batch_size_zero": (["transcribe", "--batch-size", "0", "a.wav"],
+                                   "asr transcribe: error: argument --batch-size: expected a positive whole number, "
+                                   "got '0'"),
+    "decode_batch_size_zero": (["decode", "--model", "m.pt", "--manifest", "t.jsonl", "--out", "h.jsonl",
+                                "--batch-size", "0"],
+                               "asr decode: error: argument --batch-size: expected a positive whole number, got '0'"),
+    "lm_weights_not_a_number": ([*TUNE_LM, "--lm-weights", "0,abc,1"],
+                                "asr tune-lm: error: argument --lm-weights: expected comma-separated numbers such as "
+                                "'0,0.5,1', got '0,abc,1' ('abc' is not a finite number)"),
+    "lm_weights_empty_item": ([*TUNE_LM, "--lm-weights", "0,,1"],
+                              "asr tune-lm: error: argument --lm-weights: expected comma-separated numbers such as "
+                              "'0,0.5,1', got '0,,1' (an empty item)"),
+    "word_scores_trailing_comma": ([*TUNE_LM, "--word-scores", "1,2,"],
+                                   "asr tune-lm: error: argument --word-scores: expected comma-separated numbers "
+                                   "such as '0,0.5,1', got '1,2,' (an empty item)"),
+    "word_scores_nan": ([*TUNE_LM, "--word-scores", "nan"],
+                        "asr tune-lm: error: argument --word-scores: expected comma-separated numbers such as "
+                        "'0,0.5,1', got 'nan' ('nan' is not a finite number)"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_OPTION_VALUES)
+def test_a_bad_option_value_is_a_usage_error_not_a_traceback(name, capsys):
+    argv, error = BAD_OPTION_VALUES[name]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: asr ") and err.splitlines()[-1] == error
+
+
+def test_comma_lists_are_parsed_into_numbers():
+    args = build_parser().parse_args([*TUNE_LM, "--lm-weights", "0, 0.5,2", "--word-scores", "-1"])
+    assert args.lm_weights == [0.0, 0.5, 2.0] and args.word_scores == [-1.0]
+    defaults = build_parser().parse_args(TUNE_LM)
+    assert defaults.lm_weights == [0, 0.5, 1, 1.5, 2, 2.5, 3, 4] and defaults.word_scores == [-1, 0, 1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("command", ["transcribe", "decode"])
+def test_batch_size_has_help(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert "run through the model at once" in capsys.readouterr().out
+
+
+# --- usage errors are found before torch is imported ----------------------------------------------
+
+
+def run_main_reporting_torch(*argv: str) -> subprocess.CompletedProcess:
+    """asr.cli.main(argv) in a fresh interpreter; stdout ends with whether torch got imported."""
+    code = ("import sys; from asr.cli import main; code = main(sys.argv[1:]); "
+            "print('torch imported:', 'torch' in sys.modules); sys.exit(code)")
+    return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, encoding="utf-8", timeout=300)
+
+
+def test_subtitles_for_several_inputs_without_output_dir_is_refused_before_importing_torch(tmp_path):
+    for name in ("a.wav", "b.wav"):
+        write_tone(tmp_path / name)
+    result = run_main_reporting_torch("transcribe", "--format", "srt", str(tmp_path / "a.wav"), str(tmp_path / "b.wav"))
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == ["asr: error: --format srt with several inputs needs --output-dir "
+                                          "(one file per input)"]
+    assert result.stdout.splitlines() == ["torch imported: False"]
+
+
+# --- --output-dir: one file per input, never two inputs to one file -----------------------------
+
+
+def test_output_dir_mirrors_the_folders_under_a_directory_argument(untrained_model, tmp_path, capsys):
+    audio, out = tmp_path / "audio", tmp_path / "out"
+    for name in ("a/x.wav", "b/x.wav", "top.flac"):
+        (audio / name).parent.mkdir(parents=True, exist_ok=True)
+        write_tone(audio / name)
+    write_tone(tmp_path / "single.wav")
+    argv = ["transcribe", "--model", str(untrained_model), "--format", "jsonl", "--output-dir", str(out)]
+    assert main([*argv, str(audio), str(tmp_path / "single.wav")]) == 0
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert written == ["a/x.jsonl", "b/x.jsonl", "single.jsonl", "top.jsonl"]
+    assert json.loads((out / "b" / "x.jsonl").read_text())["audio"] == str(audio / "b" / "x.wav")
+    assert f"{audio / 'a' / 'x.wav'} -> {out / 'a' / 'x.jsonl'}" in capsys.readouterr().err
+
+
+def test_text_output_files_are_named_txt_and_hold_the_transcript_alone(untrained_model, tmp_path, capsys):
+    write_tone(tmp_path / "x.wav")
+    model = ["transcribe", "--model", str(untrained_model)]
+    assert main([*model, str(tmp_path / "x.wav")]) == 0
+    path, transcript = capsys.readouterr().out.rstrip("\n").split("\t")  # stdout keeps path<TAB>text
+    assert path == str(tmp_path / "x.wav")
+    assert main([*model, "--output-dir", str(tmp_path / "out"), str(tmp_path / "x.wav")]) == 0
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["x.txt"]
+    assert (tmp_path / "out" / "x.txt").read_text(encoding="utf-8") == transcript + "\n"
+
+
+def same_name_in_two_folders(tmp_path: Path) -> tuple[list[str], tuple[str, str]]:
+    """(command-line paths, the two inputs that collide)"""
+    for name in ("a/x.wav", "b/x.wav"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        write_tone(tmp_path / name)
+    paths = [str(tmp_path / "a" / "x.wav"), str(tmp_path / "b" / "x.wav")]
+    return paths, (paths[0], paths[1])
+
+
+def same_stem_in_one_folder(tmp_path: Path) -> tuple[list[str], tuple[str, str]]:
+    (tmp_path / "dir").mkdir()
+    write_tone(tmp_path / "dir" / "x.wav")
+    write_tone(tmp_path / "dir" / "x.flac", format="FLAC")
+    return [str(tmp_path / "dir")], (str(tmp_path / "dir" / "x.flac"), str(tmp_path / "dir" / "x.wav"))
+
+
+def same_file_twice(tmp_path: Path) -> tuple[list[str], tuple[str, str]]:
+    write_tone(tmp_path / "x.wav")
+    return [str(tmp_path / "x.wav")] * 2, (str(tmp_path / "x.wav"), str(tmp_path / "x.wav"))
+
+
+@pytest.mark.parametrize("make_inputs", [same_name_in_two_folders, same_stem_in_one_folder, same_file_twice])
+def test_two_inputs_for_one_output_file_are_refused_before_any_work(make_inputs, tmp_path, capsys):
+    paths, (first, second) = make_inputs(tmp_path)
+    out = tmp_path / "out"
+    # a model that does not exist: the refusal must come before the model is loaded
+    argv = ["transcribe", "--model", str(tmp_path / "nope.pt"), "--format", "jsonl", "--output-dir", str(out)]
+    assert main([*argv, *paths]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"asr: error: {first} and {second} would both be written to {out / 'x.jsonl'}; "
+        "rename one or transcribe them in separate runs"
+    ]
+    assert not out.exists()
+
+
+def test_colliding_outputs_are_refused_before_importing_torch(tmp_path):
+    paths, _ = same_name_in_two_folders(tmp_path)
+    result = run_main_reporting_torch("transcribe", "--output-dir", str(tmp_path / "out"), *paths)
+    assert result.returncode == 1 and "would both be written to" in result.stderr
+    assert result.stdout.splitlines() == ["torch imported: False"]

@@ -6,7 +6,7 @@ import json
 import re
 
 from asr.decode import WordTiming
-from asr.transcribe import Transcript, format_transcript, subtitle_cues
+from asr.transcribe import Transcript, format_output_file, format_transcript, subtitle_cues
 
 WORDS = (
     WordTiming("RUBOUT", 0.24, 0.6, 0.99),
@@ -52,6 +52,17 @@ def test_ctm_one_line_per_word_with_duration_and_confidence():
     for line in lines:
         name, channel, start, duration, word, confidence = line.split()
         assert float(duration) > 0 and 0 <= float(confidence) <= 1
+
+
+def test_a_text_output_file_holds_the_transcript_alone():
+    assert format_output_file(TRANSCRIPT, "text") == "RUBOUT G M NINE\n"
+    assert format_output_file(Transcript("silence.wav"), "text") == "\n"
+
+
+def test_other_output_files_hold_their_format_and_end_in_a_newline():
+    assert format_output_file(TRANSCRIPT, "jsonl") == format_transcript(TRANSCRIPT, "jsonl") + "\n"
+    assert format_output_file(TRANSCRIPT, "ctm") == format_transcript(TRANSCRIPT, "ctm") + "\n"
+    assert format_output_file(TRANSCRIPT, "srt") == format_transcript(TRANSCRIPT, "srt")
 
 
 def test_cues_split_after_max_words():

@@ -148,7 +148,7 @@ def test_a_run_with_bad_inputs_exits_1_with_one_line_per_bad_input_and_no_traceb
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     lines = result.stderr.splitlines()
-    assert lines[-1] == f"asr: {len(BAD)} file(s) failed"
+    assert lines[-1] == f"asr: {len(BAD)} of {len(CASES)} input(s) failed"
     assert len(lines[:-1]) == len(BAD) and all(line.startswith("asr: error: ") for line in lines[:-1]), lines
     assert len(result.stdout.splitlines()) == len(GOOD)
 
@@ -188,7 +188,7 @@ def test_unreadable_file_is_reported_and_the_others_transcribed(untrained_model,
     assert main(["transcribe", "--model", str(untrained_model), str(locked), str(good)]) == 1
     out, err = capsys.readouterr()
     assert [line.split("\t")[0] for line in out.splitlines()] == [str(good)]
-    assert err.splitlines() == [f"asr: error: {locked}: permission denied", "asr: 1 file(s) failed"]
+    assert err.splitlines() == [f"asr: error: {locked}: permission denied", "asr: 1 of 2 input(s) failed"]
 
 
 def test_debug_shows_the_traceback(tmp_path):
