@@ -16,7 +16,7 @@ import torch
 from asr.atomic import atomic_write
 from asr.decode import DecodeConfig, make_decoder
 from asr.errors import ASRError
-from asr.features import Cmvn, FeatureConfig
+from asr.features import Cmvn, FeatureConfig, FrontEnd
 from asr.model import AcousticModel, ModelConfig
 from asr.text import Vocab
 
@@ -40,6 +40,11 @@ class LoadedModel:
     decoding: DecodeConfig = DecodeConfig()
     lm_arpa: str | None = None
     lexicon: tuple[str, ...] | None = None
+
+    @property
+    def front_end(self) -> FrontEnd:
+        """The feature pipeline the model was trained with (log-mel, level normalisation, CMVN)."""
+        return FrontEnd(self.features, self.cmvn)
 
     @property
     def frame_seconds(self) -> float:

@@ -187,6 +187,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             failed += 1
             print(f"asr: error: {result.error}", file=sys.stderr, flush=True)
             continue
+        if result.note is not None:
+            print(f"asr: note: {result.note}", file=sys.stderr, flush=True)
         if args.output_dir:
             target = targets[result.audio]
             with open(target, "w", encoding="utf-8") as f:

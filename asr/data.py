@@ -5,16 +5,19 @@ sampler and collation into padded batches (manifests themselves: asr.manifest).
 from __future__ import annotations
 
 import random
+import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from asr.audio import audio_info, change_speed, load_audio
+from asr.augment import AugmentConfig, Augmenter
 from asr.errors import ASRError
-from asr.features import Cmvn, FeatureConfig, SpecAugmentConfig, log_mel, spec_augment
+from asr.features import Cmvn, FeatureConfig, FrontEnd, SpecAugmentConfig, spec_augment
 from asr.manifest import Utterance
 from asr.text import Vocab
 
@@ -22,7 +25,7 @@ from asr.text import Vocab
 def compute_features(
     utterances: Sequence[Utterance], config: FeatureConfig, progress: bool = False
 ) -> tuple[list[Utterance], list[torch.Tensor], list[str]]:
-    """Load audio and compute raw (un-normalised) log-mels for every utterance.
+    """Load audio and compute the front end's features before CMVN (what CMVN stats are made of).
 
     Returns (kept utterances, their feats (T, F), one message per utterance that failed).
     A bad file never stops the others.
@@ -34,12 +37,24 @@ def compute_features(
 def compute_speed_variants(
     utterances: Sequence[Utterance], config: FeatureConfig, speeds: Sequence[float], progress: bool = False
 ) -> tuple[list[Utterance], list[tuple[torch.Tensor, ...]], list[str]]:
-    """Like compute_features, with one raw log-mel (T, F) per speed factor for each utterance."""
+    """Like compute_features, with one feats (T, F) (before CMVN) per speed factor for each utterance."""
+    front_end = FrontEnd(config)
+    kept, waveforms, failures = load_speed_variants(utterances, config.sample_rate, speeds, progress)
+    return kept, [tuple(front_end(w) for w in variants) for variants in waveforms], failures
+
+
+def load_speed_variants(
+    utterances: Sequence[Utterance], sample_rate: int, speeds: Sequence[float], progress: bool = False
+) -> tuple[list[Utterance], list[tuple[np.ndarray, ...]], list[str]]:
+    """Every utterance's samples (N,) at sample_rate, once per speed factor (speed-perturbed).
+
+    Returns (kept utterances, their waveforms, one message per utterance that failed).
+    """
     kept, variants, failures = [], [], []
-    for utt in tqdm(utterances, desc="features", disable=not progress, unit="utt", leave=False):
+    for utt in tqdm(utterances, desc="audio", disable=not (progress and sys.stderr.isatty()), unit="utt", leave=False):
         try:
-            samples = load_audio(utt.audio, config.sample_rate)
-            variants.append(tuple(log_mel(change_speed(samples, s, config.sample_rate), config) for s in speeds))
+            samples = load_audio(utt.audio, sample_rate)
+            variants.append(tuple(change_speed(samples, s, sample_rate) for s in speeds))
             kept.append(utt)
         except ASRError as err:
             failures.append(f"{utt.id}: {err}")
@@ -90,7 +105,8 @@ class FeatureDataset(torch.utils.data.Dataset):
     `feats` holds one (T, F) tensor per utterance, or a tuple of speed-perturbed variants (see
     compute_speed_variants): each epoch every utterance uses one variant. The variant and the
     SpecAugment masks are drawn from a seed of (seed, epoch, index), so an epoch's batches are
-    reproducible after a resume. Lengths (num_frames) are those of the first variant.
+    reproducible after a resume. epoch_num_frames(epoch) gives the lengths of the variants an
+    epoch uses (what the sampler batches by).
     """
 
     def __init__(
@@ -116,62 +132,113 @@ class FeatureDataset(torch.utils.data.Dataset):
 
     @property
     def num_frames(self) -> list[int]:
+        """Frames of each utterance at its first speed (1.0)."""
         return [v[0].shape[0] for v in self.variants]
+
+    def epoch_num_frames(self, epoch: int) -> list[int]:
+        """Frames of each utterance in the speed variant `epoch` uses."""
+        return [self.variants[i][self.variant_index(i, epoch)].shape[0] for i in range(len(self))]
+
+    def variant_count(self, index: int) -> int:
+        return len(self.variants[index])
+
+    def variant_index(self, index: int, epoch: int) -> int:
+        """Which speed variant utterance `index` uses in `epoch` (drawn from the item's seed)."""
+        count = self.variant_count(index)
+        return random.Random(self.item_seed(index, epoch)).randrange(count) if count > 1 else 0
 
     def __len__(self) -> int:
         return len(self.utterances)
 
     def __getitem__(self, index: int) -> tuple[str, torch.Tensor, torch.Tensor]:
-        seed = self._item_seed(index)
-        feats = self.features(index, seed)
+        seed = self.item_seed(index, self.epoch)
+        feats = self.features(index, self.variant_index(index, self.epoch), seed)
         if self.specaugment is not None:
             feats = spec_augment(feats, self.specaugment, seed=seed)
         return self.utterances[index].id, feats, self.tokens[index]
 
-    def features(self, index: int, seed: int) -> torch.Tensor:
-        """Normalised feats (T, F) of utterance `index`, in the variant `seed` picks."""
-        variants = self.variants[index]
-        return variants[random.Random(seed).randrange(len(variants))] if len(variants) > 1 else variants[0]
+    def features(self, index: int, variant: int, seed: int) -> torch.Tensor:
+        """Normalised feats (T, F) of utterance `index` in speed variant `variant`."""
+        return self.variants[index][variant]
 
-    def _item_seed(self, index: int) -> int:
-        return ((self.seed * 1_000_003 + self.epoch) * 1_000_003 + index) % 2**31
+    def item_seed(self, index: int, epoch: int) -> int:
+        return ((self.seed * 1_000_003 + epoch) * 1_000_003 + index) % 2**31
 
 
 class AudioDataset(FeatureDataset):
-    """Like FeatureDataset, but features are computed from the audio when an item is read.
+    """Like FeatureDataset, but features are made from the waveform when an item is read, after
+    waveform augmentation (asr.augment: reverberation, babble, noise, telephone channel, gain).
 
-    For corpora too large to hold in memory: run it in DataLoader worker processes. Lengths for
-    batching come from the manifest durations. The speed factor is drawn per (seed, epoch, index).
-    A file that fails to decode mid-training yields a single silent frame, which CTC cannot align
-    (zero_infinity drops it from the loss), and a warning: one bad file never stops an epoch.
+    Waveforms come from memory (`waveforms`: one tuple of speed variants per utterance, see
+    load_speed_variants) or, for corpora too large to hold, from the files (run it in DataLoader
+    worker processes; lengths for batching then come from the manifest durations). The speed
+    variant and every augmentation draw come from the item's (seed, epoch, index) seed, so a
+    resumed run sees exactly the same audio. A file that fails to decode mid-training yields a
+    single silent frame, which CTC cannot align (zero_infinity drops it from the loss), and a
+    warning: one bad file never stops an epoch.
     """
 
     def __init__(
         self,
         utterances: Sequence[Utterance],
-        config: FeatureConfig,
+        front_end: FrontEnd,
         vocab: Vocab,
-        cmvn: Cmvn,
         specaugment: SpecAugmentConfig | None = None,
         seed: int = 0,
         speeds: Sequence[float] = (1.0,),
+        augment: AugmentConfig | None = None,
+        waveforms: Sequence[Sequence[np.ndarray]] | None = None,
     ) -> None:
-        super().__init__(utterances, [], vocab, cmvn, specaugment, seed)
-        self.config, self.cmvn, self.speeds = config, cmvn, tuple(speeds)
+        super().__init__(utterances, [], vocab, front_end.cmvn, specaugment, seed)
+        self.front_end, self.speeds = front_end, tuple(speeds)
+        self.waveforms = None if waveforms is None else [tuple(w) for w in waveforms]
+        self.config = front_end.config
+        self.augmenter = None
+        if augment is not None and augment.enabled:
+            self.augmenter = Augmenter(augment, self.config.sample_rate, babble_source=self.other_utterance)
 
     @property
     def num_frames(self) -> list[int]:
-        return [self.config.num_frames(round(u.duration * self.config.sample_rate)) for u in self.utterances]
+        return [self._frames(i, 0) for i in range(len(self))]
 
-    def features(self, index: int, seed: int) -> torch.Tensor:
-        utt = self.utterances[index]
-        speed = self.speeds[random.Random(seed).randrange(len(self.speeds))] if len(self.speeds) > 1 else self.speeds[0]
+    def epoch_num_frames(self, epoch: int) -> list[int]:
+        return [self._frames(i, self.variant_index(i, epoch)) for i in range(len(self))]
+
+    def variant_count(self, index: int) -> int:
+        return len(self.speeds)
+
+    def _frames(self, index: int, variant: int) -> int:
+        if self.waveforms is not None:
+            return self.config.num_frames(len(self.waveforms[index][variant]))
+        seconds = self.utterances[index].duration / self.speeds[variant]
+        return self.config.num_frames(round(seconds * self.config.sample_rate))
+
+    def waveform(self, index: int, variant: int) -> np.ndarray:
+        """Samples (N,) of utterance `index` at speed variant `variant` (raises AudioError)."""
+        if self.waveforms is not None:
+            return self.waveforms[index][variant]
+        rate = self.config.sample_rate
+        return change_speed(load_audio(self.utterances[index].audio, rate), self.speeds[variant], rate)
+
+    def other_utterance(self, rng: np.random.Generator, num_samples: int) -> np.ndarray:
+        """A random training utterance's samples at speed 1.0 (babble talkers); empty if unreadable."""
         try:
-            samples = change_speed(load_audio(utt.audio, self.config.sample_rate), speed, self.config.sample_rate)
+            return self.waveform(int(rng.integers(len(self))), 0)
+        except ASRError:
+            return np.zeros(0, dtype=np.float32)
+
+    def features(self, index: int, variant: int, seed: int) -> torch.Tensor:
+        try:
+            samples = self.waveform(index, variant)
         except ASRError as err:
-            warnings.warn(f"{utt.id}: {err}; left out of this batch's loss", stacklevel=1)
+            warnings.warn(f"{self.utterances[index].id}: {err}; left out of this batch's loss", stacklevel=1)
             return torch.zeros(1, self.config.n_mels)
-        return self.cmvn.apply(log_mel(samples, self.config))
+        if self.augmenter is not None:
+            samples = self.augmenter(samples, np.random.default_rng([seed, AUGMENT_STREAM]))
+        return self.front_end(samples)
+
+
+AUGMENT_STREAM = 1  # the augmentation's random stream, apart from the variant and SpecAugment draws
 
 
 def collate(items: Sequence[tuple[str, torch.Tensor, torch.Tensor]]) -> Batch:
@@ -222,8 +289,14 @@ class LengthBucketSampler(torch.utils.data.Sampler[list[int]]):
         self.rank = rank
         self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, lengths: Sequence[int] | None = None) -> None:
+        """Select the epoch's batches; `lengths` replaces the utterance lengths (the speed variants
+        this epoch uses: a 0.9-speed copy is 11 % longer), so no batch exceeds max_frames."""
         self.epoch = epoch
+        if lengths is not None:
+            if len(lengths) != len(self.lengths):
+                raise ValueError(f"{len(lengths)} lengths for a sampler of {len(self.lengths)} utterances")
+            self.lengths = list(lengths)
 
     def batches(self) -> list[list[int]]:
         """This rank's batches of the current epoch (indices into lengths)."""

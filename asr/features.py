@@ -1,4 +1,16 @@
-"""Log-mel features, global mean/variance normalisation (CMVN) and SpecAugment.
+"""The feature front end: waveform -> log-mel -> level normalisation -> global CMVN; SpecAugment.
+
+`FrontEnd(config, cmvn)` is the one pipeline used by training, transcription (short files and
+streamed long ones), LM tuning and the benchmarks; its FeatureConfig and CMVN stats are stored in
+every checkpoint, so a model always sees its features made the same way.
+
+Level normalisation (features.level_norm) makes the features independent of the input's gain: a
+gain g multiplies every mel power by g^2, so dividing by a level measured on the utterance itself
+removes it exactly. The level is the mean mel power of the loudest LOUD_SHARE of frames (speech,
+however much silence surrounds it, so clips trimmed tight to the speech keep their level), and a
+floor `level_floor_db` below that level is added to every bin: a dither relative to the speech
+level, which fills empty bins (digital silence, the band above 4 kHz of telephone audio) at the
+same place whatever the gain.
 
 Shapes: a single utterance is feats (T, F); a batch is feats (B, T, F) with feat_lens (B,).
 """
@@ -8,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -20,6 +32,8 @@ from asr.audio import SAMPLE_RATE
 from asr.errors import ASRError
 
 LOG_FLOOR = 1e-10  # added to mel power before the log: -230 dB, far below any real signal
+LOUD_SHARE = 0.2  # the level is measured on the loudest 20 % of frames
+MIN_LEVEL = 1e-6  # mel power; about 60 dB below normal speech: quieter input is not boosted further
 
 
 @dataclass(frozen=True)
@@ -33,6 +47,8 @@ class FeatureConfig:
     n_fft: int = 512  # >= the 400-sample window; a power of two for a fast FFT
     f_min: float = 0.0
     f_max: float | None = None  # None: sample_rate / 2
+    level_norm: bool = False  # divide mel power by the utterance's speech level (gain invariance)
+    level_floor_db: float = -55.0  # with level_norm: a floor this far below the level, added to every bin
 
     @property
     def win_length(self) -> int:
@@ -89,24 +105,6 @@ def log_mel(samples: np.ndarray | torch.Tensor, config: FeatureConfig) -> torch.
     with torch.no_grad():
         mel = _mel_transform(config)(wave)  # (n_mels, T)
     return (mel + LOG_FLOOR).log().transpose(0, 1).contiguous()
-
-
-def batch_log_mel(
-    waves: torch.Tensor, wave_lens: torch.Tensor, config: FeatureConfig
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-mel of a padded batch, on the batch's device.
-
-    Args:
-        waves (B, N) zero-padded waveforms; wave_lens (B,) samples per waveform.
-    Returns:
-        feats (B, T, n_mels), feat_lens (B,). Frames past feat_lens are padding.
-    """
-    transform = _mel_transform(config).to(waves.device)
-    with torch.no_grad():
-        mel = transform(waves.float())  # (B, n_mels, T)
-    feats = (mel + LOG_FLOOR).log().transpose(1, 2).contiguous()
-    feat_lens = torch.div(wave_lens, config.hop_length, rounding_mode="floor") + 1
-    return feats, feat_lens
 
 
 class StreamingLogMel:
@@ -208,6 +206,86 @@ def compute_cmvn(features: Iterable[torch.Tensor], min_std: float = 1e-5) -> Cmv
     var = (sum_sq / count - mean * mean).clamp_min(0.0)
     std = var.sqrt().clamp_min(min_std)
     return Cmvn(mean=tuple(mean.tolist()), std=tuple(std.tolist()))
+
+
+def level_normalise(feats: torch.Tensor, floor_db: float) -> torch.Tensor:
+    """Log-mel feats (T, F) (as log_mel makes them) -> log(mel / level + floor), (T, F).
+
+    level = mean mel power of the loudest LOUD_SHARE of frames (at least MIN_LEVEL); floor =
+    10^(floor_db / 10). Scaling the waveform by any gain gives the same result (up to the
+    MIN_LEVEL limit). Works on a whole utterance or on a block of a stream.
+    """
+    return _normalise_to(feats, _block_level(feats), floor_db)
+
+
+class FrontEnd:
+    """The one feature pipeline: waveform (N,) at config.sample_rate -> normalised feats (T, F).
+
+        front_end = FrontEnd(config, cmvn)
+        feats = front_end(samples)           # log-mel, level normalisation (if configured), CMVN
+        raw = front_end.unnormalised(samples)  # the same before CMVN (what CMVN stats are made from)
+    Without cmvn (while computing the stats) __call__ returns the un-normalised features.
+    """
+
+    def __init__(self, config: FeatureConfig, cmvn: Cmvn | None = None) -> None:
+        self.config = config
+        self.cmvn = cmvn
+
+    def unnormalised(self, samples: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Log-mel (T, F) of samples (N,), level-normalised when the config says so; no CMVN."""
+        return self.normalise_level(log_mel(samples, self.config))
+
+    def normalise_level(self, feats: torch.Tensor) -> torch.Tensor:
+        return level_normalise(feats, self.config.level_floor_db) if self.config.level_norm else feats
+
+    def apply_cmvn(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.cmvn.apply(feats) if self.cmvn is not None else feats
+
+    def __call__(self, samples: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Normalised feats (T, F) of samples (N,) at config.sample_rate."""
+        return self.apply_cmvn(self.unnormalised(samples))
+
+    def stream(self, blocks: Iterable[np.ndarray]) -> Iterator[torch.Tensor]:
+        """Normalised feats of a signal read in blocks (N_i,), one (t_i, F) tensor per block (then
+        the tail): the frames equal log_mel on the whole signal; level normalisation uses each
+        block's own level, never below the loudest block's so far minus STREAM_LEVEL_RANGE_DB
+        (a long pause is not boosted to speech level), i.e. a level that follows the recording."""
+        stream = StreamingLogMel(self.config)
+        loudest = None
+        for block in _pushed(stream, blocks):
+            if block.shape[0] == 0:
+                continue
+            if self.config.level_norm:
+                level = _block_level(block)
+                loudest = level if loudest is None else max(loudest, level)
+                block = _normalise_to(block, max(level, loudest * 10 ** (-STREAM_LEVEL_RANGE_DB / 10)),
+                                      self.config.level_floor_db)
+            yield self.apply_cmvn(block)
+
+
+STREAM_LEVEL_RANGE_DB = 20.0  # a streamed block's level is at most this far below the loudest block's
+
+
+def _pushed(stream: StreamingLogMel, blocks: Iterable[np.ndarray]) -> Iterator[torch.Tensor]:
+    for samples in blocks:
+        yield stream.push(samples)
+    yield stream.finish()
+
+
+def _mel_power(feats: torch.Tensor) -> torch.Tensor:
+    """Log-mel feats (T, F) -> mel power (T, F), with log_mel's LOG_FLOOR taken back out."""
+    return (feats.exp() - LOG_FLOOR).clamp_min(0.0)
+
+
+def _block_level(feats: torch.Tensor) -> float:
+    """The level of log-mel feats (T, F): mean mel power of the loudest LOUD_SHARE of frames, >= MIN_LEVEL."""
+    frame_power = _mel_power(feats).mean(dim=1)  # (T,)
+    loudest = max(1, math.ceil(LOUD_SHARE * frame_power.numel()))
+    return max(float(frame_power.topk(loudest).values.mean()), MIN_LEVEL)
+
+
+def _normalise_to(feats: torch.Tensor, level: float, floor_db: float) -> torch.Tensor:
+    return (_mel_power(feats) / level + 10 ** (floor_db / 10)).log()
 
 
 def spec_augment(feats: torch.Tensor, config: SpecAugmentConfig, seed: int) -> torch.Tensor:

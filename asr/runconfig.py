@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from asr.augment import AugmentConfig
 from asr.errors import ASRError
 from asr.features import FeatureConfig, SpecAugmentConfig
 from asr.model import ModelConfig
@@ -56,6 +57,7 @@ class RunConfig:
     specaugment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # waveform augmentation (training only)
 
 
 def pick_device(name: str) -> torch.device:

@@ -42,11 +42,12 @@ from asr.data import (
     check_audio_headers,
     collate,
     compute_speed_variants,
+    load_speed_variants,
 )
 from asr.decode import greedy_decode
 from asr.distributed import Distributed, setup_distributed
 from asr.errors import ASRError
-from asr.features import Cmvn
+from asr.features import Cmvn, FrontEnd
 from asr.manifest import duration_mismatch, read_manifest
 from asr.metrics import ErrorReport, error_rates
 from asr.model import AcousticModel
@@ -129,29 +130,37 @@ def prepare_split(
     say,
     speeds: tuple[float, ...] = (1.0,),
     progress: bool = True,
-    augment: bool = False,
+    training: bool = False,
 ) -> FeatureDataset:
     """Read a manifest and build its dataset, dropping (and reporting each) what cannot be trained on.
 
-    With train.cache_features, features (one per speed) are computed now and held in memory;
-    otherwise audio headers are checked now and features computed as batches are read.
+    training: SpecAugment and the waveform augmentation of config.augment (when enabled) apply.
+    With train.cache_features, features (one per speed) are computed now and held in memory, or,
+    when waveforms are augmented, the waveforms (one per speed) are, and features are made per
+    item; otherwise audio headers are checked now and everything is done as batches are read.
     """
     utterances = read_manifest(manifest)
-    if config.train.cache_features:
+    rate = config.features.sample_rate
+    augment = config.augment if training and config.augment.enabled else None
+    waveforms = None
+    if config.train.cache_features and augment is None:  # features once, in memory
         utterances, feats, failures = compute_speed_variants(utterances, config.features, speeds, progress)
         shortest = [min(v.shape[0] for v in f) for f in feats]
+        actual_seconds = [(f[0].shape[0] - 1) * config.features.hop_ms / 1000 * speeds[0] for f in feats]
+    elif config.train.cache_features:  # waveforms in memory, augmented and turned into features per item
+        utterances, waveforms, failures = load_speed_variants(utterances, rate, speeds, progress)
+        shortest = [min(config.features.num_frames(len(w)) for w in v) for v in waveforms]
+        actual_seconds = [len(v[0]) / rate * speeds[0] for v in waveforms]
     else:
         utterances, failures = check_audio_headers(utterances)
-        rate = config.features.sample_rate
         shortest = [config.features.num_frames(round(u.duration * rate / max(speeds))) for u in utterances]
+        actual_seconds = None
     for failure in failures:
         say(f"skipped {failure}")
-    if config.train.cache_features:  # the audio's own length: the manifest's duration is only a hint
-        hop_seconds = config.features.hop_ms / 1000
-        for utt, f in zip(utterances, feats):
-            mismatch = duration_mismatch(utt.duration, (f[0].shape[0] - 1) * hop_seconds * speeds[0])
-            if mismatch:
-                say(f"warning: {utt.id} ({manifest}): {mismatch}")
+    for utt, seconds in zip(utterances, actual_seconds or []):  # the manifest's duration is only a hint
+        mismatch = duration_mismatch(utt.duration, seconds)
+        if mismatch:
+            say(f"warning: {utt.id} ({manifest}): {mismatch}")
     keep = []
     for index, (utt, frames) in enumerate(zip(utterances, shortest)):
         unknown = vocab.unknown_chars(utt.text)
@@ -173,10 +182,13 @@ def prepare_split(
     empty = sum(1 for u in kept if not u.text)
     if empty:
         say(f"{manifest}: {empty} utterance(s) with an empty transcript, kept (CTC target: all blank)")
-    specaugment = config.specaugment if augment else None
-    if config.train.cache_features:
+    specaugment = config.specaugment if training else None
+    if config.train.cache_features and augment is None:
         return FeatureDataset(kept, [feats[i] for i in keep], vocab, cmvn, specaugment, seed=config.train.seed)
-    return AudioDataset(kept, config.features, vocab, cmvn, specaugment, seed=config.train.seed, speeds=speeds)
+    return AudioDataset(
+        kept, FrontEnd(config.features, cmvn), vocab, specaugment, seed=config.train.seed, speeds=speeds,
+        augment=augment, waveforms=None if waveforms is None else [waveforms[i] for i in keep],
+    )
 
 
 def evaluate(
@@ -370,12 +382,12 @@ class Trainer:
 
         self.train_set = prepare_split(
             config.data.train_manifest, config, self.vocab, self.cmvn, self.model, self.say,
-            speeds=tc.speed_perturb, progress=self.progress, augment=True,
+            speeds=tc.speed_perturb, progress=self.progress, training=True,
         )
         self.dev_set = prepare_split(config.data.dev_manifest, config, self.vocab, self.cmvn, self.model, self.say,
                                      progress=self.progress)
         self.sampler = LengthBucketSampler(
-            self.train_set.num_frames, tc.max_frames, tc.max_batch_size, shuffle=True, seed=tc.seed,
+            self.train_set.epoch_num_frames(0), tc.max_frames, tc.max_batch_size, shuffle=True, seed=tc.seed,
             num_replicas=self.ranks.world_size, rank=self.ranks.rank,
         )
         self.steps_per_epoch = len(self.sampler)
@@ -441,7 +453,7 @@ class Trainer:
         train.checkpoint_every steps. Returns (seconds, audio seconds per second over all ranks)."""
         tc, state = self.config.train, self.state
         epoch = state.epoch
-        self.sampler.set_epoch(epoch)
+        self.sampler.set_epoch(epoch, self.train_set.epoch_num_frames(epoch))  # this epoch's speed variants
         self.train_set.set_epoch(epoch)
         batches = self.sampler.batches()[state.batches_done:]
         loader = torch.utils.data.DataLoader(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -17,7 +17,6 @@ from asr.audio import audio_info, load_audio, stream_audio
 from asr.checkpoint import LoadedModel
 from asr.decode import DecodeConfig, Hypothesis, WordTiming, word_timings
 from asr.errors import ASRError
-from asr.features import StreamingLogMel, log_mel
 from asr.model import AcousticModel
 from asr.text import BLANK_ID
 
@@ -34,6 +33,7 @@ class Transcript:
     duration: float = 0.0  # seconds
     words: tuple[WordTiming, ...] = ()
     error: str | None = None  # one line naming the file and the problem
+    note: str | None = None  # one line worth telling the user (not an error), e.g. a low sample rate
 
 
 class Transcriber:
@@ -50,6 +50,7 @@ class Transcriber:
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.decode = loaded.decoder(decoding)  # the model's own decoding unless overridden
+        self.front_end = loaded.front_end
         loaded.model.to(self.device).eval()
 
     def transcribe_long(self, path: str) -> Transcript:
@@ -58,19 +59,18 @@ class Transcriber:
 
         Memory stays bounded by the window and segment sizes (plus the log-probs, ~13 MB per hour).
         """
-        config, cmvn = self.loaded.features, self.loaded.cmvn
-        stream, num_samples = StreamingLogMel(config), 0
+        config = self.loaded.features
+        num_samples = 0
 
-        def feature_blocks():
+        def counted(blocks):
             nonlocal num_samples
-            for samples in stream_audio(path, config.sample_rate):
+            for samples in blocks:
                 num_samples += len(samples)
-                yield cmvn.apply(stream.push(samples))
-            yield cmvn.apply(stream.finish())
+                yield samples
 
         frame = config.hop_ms / 1000
         log_probs = windowed_log_probs(
-            self.loaded.model, feature_blocks(), round(WINDOW_SECONDS / frame), round(CONTEXT_SECONDS / frame),
+            self.loaded.model, self.front_end.stream(counted(stream_audio(path, config.sample_rate))), round(WINDOW_SECONDS / frame), round(CONTEXT_SECONDS / frame),
             self.device,
         )
         duration = num_samples / config.sample_rate
@@ -92,9 +92,9 @@ class Transcriber:
 
     def features(self, path: str) -> tuple[torch.Tensor, float]:
         """Normalised log-mel feats (T, F) of one file and its duration in seconds."""
-        config = self.loaded.features
-        samples = load_audio(path, config.sample_rate)
-        return self.loaded.cmvn.apply(log_mel(samples, config)), len(samples) / config.sample_rate
+        rate = self.loaded.features.sample_rate
+        samples = load_audio(path, rate)
+        return self.front_end(samples), len(samples) / rate
 
     def log_probs(self, paths: Sequence[str]) -> list[torch.Tensor]:
         """Model log-probs (T', V) on the CPU for each file, batched by length (errors raise)."""
@@ -120,6 +120,14 @@ class Transcriber:
             results.append((self.loaded.vocab.decode(hypothesis.tokens), words))
         return results
 
+    def rate_note(self, path: str, rate: int) -> str | None:
+        """A note when a file's sample rate is below the model's: its upper band is empty."""
+        model_rate = self.loaded.features.sample_rate
+        if rate >= model_rate:
+            return None
+        return (f"{path}: sample rate {rate} Hz is below the model's {model_rate} Hz (nothing above {rate // 2} Hz, "
+                "e.g. telephone audio); it is upsampled and transcribed")
+
     def transcribe(self, inputs: Iterable[tuple[str, str | None]]) -> Iterator[Transcript]:
         """(path, error-or-None) pairs (of asr.paths.expand_inputs' AudioInputs) -> Transcripts, in input order."""
         group: list[tuple[str, str | None]] = []
@@ -140,19 +148,20 @@ class Transcriber:
                 continue
             try:
                 num_samples, rate = audio_info(path)
+                note = self.rate_note(path, rate)
                 if num_samples / rate > LONG_AUDIO_SECONDS:
-                    results[index] = self.transcribe_long(path)
+                    results[index] = replace(self.transcribe_long(path), note=note)
                     continue
                 feats, duration = self.features(path)
             except ASRError as err:
                 results[index] = Transcript(audio=path, error=str(err))
                 continue
-            ready.append((index, feats, duration))
+            ready.append((index, feats, duration, note))
         ready.sort(key=lambda item: item[1].shape[0])
         if ready:
-            decoded = self.decode_features([f for _, f, _ in ready], [d for _, _, d in ready])
-            for (index, _, duration), (text, words) in zip(ready, decoded):
-                results[index] = Transcript(group[index][0], text, duration, tuple(words))
+            decoded = self.decode_features([f for _, f, _, _ in ready], [d for _, _, d, _ in ready])
+            for (index, _, duration, note), (text, words) in zip(ready, decoded):
+                results[index] = Transcript(group[index][0], text, duration, tuple(words), note=note)
         return results  # type: ignore[return-value]
 
 

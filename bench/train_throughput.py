@@ -107,7 +107,7 @@ def cache_dataset(config, path: Path, quick: bool) -> dict:
     speeds = (1.0,) if quick else config.train.speed_perturb
     started = time.perf_counter()
     dataset = prepare_split(config.data.train_manifest, config, vocab, Cmvn.load(config.data.cmvn), model, print,
-                            speeds=speeds, progress=False, augment=True)
+                            speeds=speeds, progress=False, training=True)
     seconds = time.perf_counter() - started
     torch.save(dataset, path)
     return {"utterances": len(dataset), "speeds": list(speeds), "feature_seconds": round(seconds, 2),

@@ -11,6 +11,7 @@ import torch
 
 import asr.train as train_module
 from asr.checkpoint import load_model, read_checkpoint
+from asr.augment import AugmentConfig
 from asr.features import SpecAugmentConfig
 from asr.train import ctc_min_frames, lr_factor, train
 from asr.runconfig import RunConfig, TrainConfig
@@ -56,11 +57,21 @@ def test_model_overfits_real_an4_utterances_and_decodes_them(overfit_model, an4_
     assert texts == [text for _, text in OVERFIT_SET.values()]
 
 
+# Every kind of waveform augmentation, often (the rooms short, so the test stays quick).
+EVERY_AUGMENTATION = AugmentConfig(
+    gain_prob=0.5, noise_prob=0.5, babble_prob=0.5, reverb_prob=0.5, rt60=(0.2, 0.3), telephone_prob=0.5,
+)
+
+
 @pytest.mark.an4
-def test_killed_and_resumed_training_ends_with_the_same_weights(tmp_path, an4_dir, monkeypatch):
+@pytest.mark.parametrize("augmented", [False, True], ids=["features_cached", "waveforms_augmented"])
+def test_killed_and_resumed_training_ends_with_the_same_weights(tmp_path, an4_dir, monkeypatch, augmented):
     data = make_experiment(tmp_path, an4_dir)
-    # Dropout and SpecAugment on, several batches per epoch, a checkpoint after every step.
+    # Dropout and SpecAugment on, several batches per epoch, a checkpoint after every step; with
+    # `augmented`, speed perturbation and waveform augmentation too (drawn per item from its seed).
     settings = dict(epochs=3, max_frames=500, checkpoint_every=1)
+    if augmented:
+        settings["speed_perturb"] = (1.0, 0.9, 1.1)
 
     def config(out_dir):
         base = tiny_config(data, out_dir, **settings)
@@ -68,6 +79,7 @@ def test_killed_and_resumed_training_ends_with_the_same_weights(tmp_path, an4_di
             base,
             model=dataclasses.replace(base.model, dropout=0.3, hidden_size=32),
             specaugment=SpecAugmentConfig(freq_masks=1, freq_mask_width=10, time_masks=1, time_mask_width=10),
+            augment=EVERY_AUGMENTATION if augmented else AugmentConfig(),
         )
 
     train(config(tmp_path / "straight"), progress=False)
