@@ -15,6 +15,26 @@ resolve_config() {  # $config from the caller's folder if it is there, else from
   if [ -f "$(absolute "$config")" ]; then config=$(absolute "$config"); else config=$root/$config; fi
 }
 
+extract_archive() {  # extract_archive ARCHIVE DEST [SHA256]: check the archive, then untar it into DEST
+  # With SHA256 (a published checksum) the archive must match it; without one it must at least list
+  # completely as gzip + tar (catches a truncated download). Nothing is extracted from an archive
+  # that fails, and the message says which file, what was expected and what to do.
+  local archive=$1 dest=$2 expected=${3:-} actual
+  if [ -n "$expected" ]; then
+    echo "  checking $archive (sha256)"
+    actual=$(sha256sum "$archive" | cut -d' ' -f1)
+    if [ "$actual" != "$expected" ]; then
+      echo "run.sh: $archive: sha256 $actual, expected $expected (a corrupt or tampered download); delete it and run again, or pass --data-dir with a copy you trust" >&2
+      return 1
+    fi
+  elif ! tar -tzf "$archive" > /dev/null 2>&1; then
+    echo "run.sh: $archive: not a complete .tar.gz archive (truncated or corrupt download); delete it and run again, or pass --data-dir with a local copy" >&2
+    return 1
+  fi
+  echo "  extracting $archive"
+  tar -xzf "$archive" -C "$dest"
+}
+
 run_stage() {  # run_stage N "title" command...: runs the command when N is within --stage/--stop-stage
   local number=$1 title=$2
   shift 2
