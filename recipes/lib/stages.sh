@@ -80,13 +80,16 @@ stage_train() {  # asr train --resume: a killed run continues from its last chec
     echo "  already done ($run_dir/best.pt)"
     return
   fi
-  local start
+  local start launcher override_words
   resolve_units
   start=$(date +%s)
-  # shellcheck disable=SC2086  # launcher and overrides are separate words
-  if ! ${train_launcher:-$python -m asr} train --config "$config" --resume --no-progress train.out_dir="$run_dir" \
+  # Split into words without pathname expansion: train.speed_perturb=[1.0,0.9] is a value, not a
+  # pattern to match against file names.
+  read -r -a launcher <<< "${train_launcher:-$python -m asr}"
+  read -r -a override_words <<< "$overrides"
+  if ! "${launcher[@]}" train --config "$config" --resume --no-progress train.out_dir="$run_dir" \
       data.train_manifest="$data/$train_split.jsonl" data.dev_manifest="$data/$dev_split.jsonl" \
-      data.vocab="$units_dir/vocab.json" data.cmvn="${stats_dir:-$data}/cmvn.json" $overrides \
+      data.vocab="$units_dir/vocab.json" data.cmvn="${stats_dir:-$data}/cmvn.json" "${override_words[@]}" \
       2>&1 | tee -a "$run_dir/train.log"; then
     echo "run.sh: training failed (see $run_dir/train.log); run again to resume" >&2
     exit 1
