@@ -48,7 +48,7 @@ class LoadedModel:
 
     def decoder(self, override: DecodeConfig | None = None):
         """The decoder this model is tuned for (or `override`): (log_probs, out_lens) -> [Hypothesis]."""
-        return make_decoder(self.vocab, override or self.decoding, self.lm_arpa, self.lexicon)
+        return make_decoder(self.vocab, override or self.decoding, self.lm_arpa, self.lexicon, lm_source=self.path)
 
 
 def checkpoint_payload(
