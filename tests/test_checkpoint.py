@@ -1,6 +1,7 @@
 """asr.checkpoint: atomic save, safe (weights-only) load, version and consistency checks."""
 
 import os
+import re
 import shlex
 
 import pytest
@@ -10,11 +11,13 @@ from asr.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
     checkpoint_payload,
+    decoding_section,
     load_model,
     model_from_payload,
     read_checkpoint,
     save_checkpoint,
 )
+from asr.decode import DecodeConfig
 from asr.errors import ASRError
 from asr.features import Cmvn, FeatureConfig
 from asr.model import AcousticModel, ModelConfig
@@ -184,8 +187,10 @@ def test_weights_not_matching_vocab_size(tmp_path):
     model, features, cmvn, vocab = tiny_setup()
     payload = checkpoint_payload(model, features, cmvn, vocab)
     payload["vocab"].append("Z")  # output layer is one row short
-    with pytest.raises(CheckpointError):
-        model_from_payload(payload, tmp_path / "x.pt")
+    path = tmp_path / "x.pt"
+    with pytest.raises(CheckpointError, match=rf"^{re.escape(str(path))}: weights do not match the stored "
+                                              r"configuration \(Error\(s\) in loading state_dict"):
+        model_from_payload(payload, path)
 
 
 def test_missing_section(tmp_path):
@@ -202,8 +207,10 @@ def test_unknown_config_field(tmp_path):
     model, features, cmvn, vocab = tiny_setup()
     payload = checkpoint_payload(model, features, cmvn, vocab)
     payload["model_config"]["attention_heads"] = 4
-    with pytest.raises(CheckpointError, match="attention_heads"):
-        model_from_payload(payload, tmp_path / "x.pt")
+    path = tmp_path / "x.pt"
+    with pytest.raises(CheckpointError) as info:
+        model_from_payload(payload, path)
+    assert str(info.value) == f"{path}: ModelConfig has fields this version does not know: ['attention_heads']"
 
 
 def test_invalid_stored_vocab_is_checkpoint_error_naming_file(tmp_path):
@@ -213,3 +220,51 @@ def test_invalid_stored_vocab_is_checkpoint_error_naming_file(tmp_path):
     path = tmp_path / "badvocab.pt"
     save_checkpoint(path, payload)
     assert_checkpoint_error(path, fn=load_model)
+
+
+# --- the decoding section (what `asr tune-lm` adds) ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("decoding", "problem"),
+    [
+        ({"config": {"decoder": "beem"}}, "decoder must be one of ('greedy', 'beam'), got 'beem'"),
+        ({"config": {"decoder": "beam", "beam_size": 0}}, "beam_size must be >= 1"),
+        ({"config": {"beam_size": "50"}}, "config.beam_size must be int, got '50'"),
+        ({"config": {"lm_weight": "high"}}, "config.lm_weight must be float, got 'high'"),
+        ({"config": {"beam_size_token": 2.5}}, "config.beam_size_token must be int or None, got 2.5"),
+        ({"config": {"beam_size": True}}, "config.beam_size must be int, got True"),
+        ({"config": {"beam_width": 50}}, "config has fields this version does not know: ['beam_width']"),
+        ({"config": ["beam"]}, "config must be a mapping, got list"),
+        ({"config": {}, "lm_arpa": 3}, "lm_arpa must be the ARPA text, got int"),
+        ({"config": {}, "lexicon": "CAT"}, "lexicon must be a list of words"),
+        ("beam", "expected a mapping, got str"),
+    ],
+)
+def test_a_bad_decoding_section_is_reported_as_such(tmp_path, decoding, problem):
+    model, features, cmvn, vocab = tiny_setup()
+    path = tmp_path / "tuned.pt"
+    save_checkpoint(path, checkpoint_payload(model, features, cmvn, vocab, decoding=decoding))
+    with pytest.raises(CheckpointError) as info:
+        load_model(path)
+    assert str(info.value) == f"{path}: bad decoding section: {problem}"
+
+
+def test_a_good_decoding_section_is_loaded(tmp_path):
+    model, features, cmvn, vocab = tiny_setup()
+    config = DecodeConfig(decoder="beam", beam_size=7, lm_weight=1, word_score=2.5)  # an int weight is a float
+    path = tmp_path / "tuned.pt"
+    save_checkpoint(path, checkpoint_payload(model, features, cmvn, vocab,
+                                             decoding=decoding_section(config, "ARPA", ["HELLO", "WORLD"])))
+    loaded = load_model(path)
+    assert (loaded.decoding, loaded.lm_arpa, loaded.lexicon) == (config, "ARPA", ("HELLO", "WORLD"))
+
+
+def test_a_checkpoint_whose_lm_does_not_load_is_named_in_the_error(tmp_path):
+    model, features, cmvn, vocab = tiny_setup()
+    path = tmp_path / "tuned.pt"
+    decoding = decoding_section(DecodeConfig(decoder="beam", lm_weight=1.0), "garbage\n", ["HELLO", "WORLD"])
+    save_checkpoint(path, checkpoint_payload(model, features, cmvn, vocab, decoding=decoding))
+    loaded = load_model(path)
+    with pytest.raises(ASRError, match=rf"^{re.escape(str(path))}: cannot load the beam-search LM or lexicon \("):
+        loaded.decoder()
