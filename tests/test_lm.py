@@ -3,6 +3,10 @@
 import random
 
 import pytest
+import torch
+from flashlight.lib.text.decoder.kenlm import KenLM
+from flashlight.lib.text.dictionary import Dictionary
+from torchaudio.models.decoder import ctc_decoder
 
 from asr.errors import ASRError
 from asr.lm import (BOS, EOS, FALLBACK_DISCOUNTS, UNK, Discounts, _count, build_arpa, lm_words, read_arpa,
@@ -164,15 +168,12 @@ def test_kneser_ney_continuation_counts(tmp_path):
 
 
 def test_loads_in_flashlight_kenlm_with_same_scores(tmp_path):
-    kenlm = pytest.importorskip("flashlight.lib.text.decoder.kenlm")
-    from flashlight.lib.text.dictionary import Dictionary
-
     path = tmp_path / "lm.arpa"
     write_arpa(path, CORPUS, order=3)
     tables = read_arpa(path)
     words = sorted(lm_words(CORPUS)) + [UNK, BOS, EOS]
     dictionary = Dictionary(words)
-    lm = kenlm.KenLM(str(path), dictionary)
+    lm = KenLM(str(path), dictionary)
 
     def score(sentence: str) -> float:  # flashlight's KenLM reports log10 probabilities
         state, total = lm.start(False), 0.0
@@ -189,12 +190,10 @@ def test_loads_in_flashlight_kenlm_with_same_scores(tmp_path):
 
 
 def test_loads_in_torchaudio_ctc_decoder(tmp_path):
-    torch = pytest.importorskip("torch")
-    decoder = pytest.importorskip("torchaudio.models.decoder")
     write_arpa(tmp_path / "lm.arpa", CORPUS, order=3)
     write_lexicon(tmp_path / "lexicon.txt", lm_words(CORPUS) | {UNK})
     tokens = ["-", "|", *sorted({c for w in lm_words(CORPUS) | {UNK} for c in w})]
-    beam = decoder.ctc_decoder(lexicon=str(tmp_path / "lexicon.txt"), tokens=tokens, lm=str(tmp_path / "lm.arpa"),
+    beam = ctc_decoder(lexicon=str(tmp_path / "lexicon.txt"), tokens=tokens, lm=str(tmp_path / "lm.arpa"),
                                beam_size=5)
     emissions = torch.randn(1, 20, len(tokens)).log_softmax(-1)
     hypotheses = beam(emissions)
