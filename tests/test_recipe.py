@@ -90,9 +90,13 @@ def test_recipe_runs_end_to_end_and_skips_finished_stages(tmp_path):
     assert "torch threads: torch's default for training" in results  # train.threads 0 in the config
     assert (exp / "blstm" / "best.pt").is_file()
 
-    again = subprocess.run(args + ["--stop-stage", "3"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    results_written = (exp / "blstm" / "RESULTS.md").stat().st_mtime_ns
+    again = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert again.returncode == 0, again.stderr
-    assert again.stdout.count("already done") == 4  # manifests, CMVN, vocabulary + LM, training
+    assert again.stdout.count("already done") == 5  # manifests, CMVN, vocabulary + LM, training, scoring
+    assert f"Stage 4: tune LM weights on dev, decode and score\n  already done ({exp / 'blstm' / 'RESULTS.md'})\n" \
+        in again.stdout
+    assert (exp / "blstm" / "RESULTS.md").stat().st_mtime_ns == results_written  # not decoded and rewritten again
 
     # stage 5: the final model on train + dev, scored on test with stage 4's LM weights (not retuned)
     final = subprocess.run(args + ["--stage", "5", "--stop-stage", "5"], capture_output=True, text=True, env=env,

@@ -99,12 +99,17 @@ stage_train() {  # asr train --resume: a killed run continues from its last chec
 }
 
 stage_score() {  # tune LM weights on dev, then greedy / beam / beam + LM on every evaluation split
+  if [ -f "$run_dir/.score.done" ]; then
+    echo "  already done ($run_dir/RESULTS.md)"
+    return
+  fi
   if [ ! -f "$run_dir/best_lm.pt" ]; then
     resolve_units
-    local lm_dir=$units_dir/lm lexicon=()
+    local lm_dir=$units_dir/lm lexicon=() tune_words
     [ -f "$lm_dir/lexicon.txt" ] && lexicon=(--lexicon "$lm_dir/lexicon.txt")
+    read -r -a tune_words <<< "${tune_args:-}"
     $python -m asr tune-lm --model "$run_dir/best.pt" --manifest "$data/$dev_split.jsonl" \
-      --lm "$lm_dir/lm.arpa" "${lexicon[@]}" ${tune_args:-} --out "$run_dir/best_lm.pt" | tee "$run_dir/tune_lm.txt"
+      --lm "$lm_dir/lm.arpa" "${lexicon[@]}" "${tune_words[@]}" --out "$run_dir/best_lm.pt" | tee "$run_dir/tune_lm.txt"
   fi
   local split decoding model decoder name
   for split in $eval_splits; do
@@ -126,4 +131,5 @@ stage_score() {  # tune LM weights on dev, then greedy / beam / beam + LM on eve
   $python "$(dirname "${BASH_SOURCE[0]}")/write_results.py" --run-dir "$run_dir" --config "$config_arg" \
     --splits $eval_splits --command "$recipe_command" --note "${results_note:-}"
   cat "$run_dir/RESULTS.md"
+  touch "$run_dir/.score.done"
 }
