@@ -8,6 +8,8 @@ either the old checkpoint or the new one, never half of one. Loading uses
 from __future__ import annotations
 
 import os
+import types
+import typing
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -53,7 +55,7 @@ class LoadedModel:
 
     def decoder(self, override: DecodeConfig | None = None):
         """The decoder this model is tuned for (or `override`): (log_probs, out_lens) -> [Hypothesis]."""
-        return make_decoder(self.vocab, override or self.decoding, self.lm_arpa, self.lexicon)
+        return make_decoder(self.vocab, override or self.decoding, self.lm_arpa, self.lexicon, lm_source=self.path)
 
 
 def checkpoint_payload(
@@ -120,8 +122,56 @@ def _config(cls, data: dict, path: str | os.PathLike):
     return cls(**data)
 
 
+def _type_name(hint: Any) -> str:
+    return " or ".join("None" if t is type(None) else t.__name__ for t in typing.get_args(hint) or (hint,))
+
+
+def _has_type(value: Any, hint: Any) -> bool:
+    """isinstance for a field's type hint (a class or a union); an int is a float, a bool is neither."""
+    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if isinstance(value, bool):
+        return bool in allowed
+    return isinstance(value, allowed) or (isinstance(value, int) and float in allowed)
+
+
+def _decoding_config(data: Any) -> DecodeConfig:
+    """DecodeConfig from the checkpoint's decoding.config; ValueError says what is wrong with it."""
+    if not isinstance(data, dict):
+        raise ValueError(f"config must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(DecodeConfig)
+    unknown = sorted(set(data) - set(hints))
+    if unknown:
+        raise ValueError(f"config has fields this version does not know: {unknown}")
+    for name, value in data.items():
+        if not _has_type(value, hints[name]):
+            raise ValueError(f"config.{name} must be {_type_name(hints[name])}, got {value!r}")
+    return DecodeConfig(**data)  # its own checks: a known decoder, beam_size >= 1
+
+
+def _decoding(section: Any, path: str | os.PathLike) -> tuple[DecodeConfig, str | None, tuple[str, ...] | None]:
+    """The decoding a checkpoint carries: (config, LM as ARPA text, lexicon words); greedy when it has none.
+
+    Raises CheckpointError `PATH: bad decoding section: ...` naming what is wrong.
+    """
+    if not section:
+        return DecodeConfig(), None, None
+    try:
+        if not isinstance(section, dict):
+            raise ValueError(f"expected a mapping, got {type(section).__name__}")
+        config = _decoding_config(section.get("config", {}))
+        lm_arpa, lexicon = section.get("lm_arpa"), section.get("lexicon")
+        if lm_arpa is not None and not isinstance(lm_arpa, str):
+            raise ValueError(f"lm_arpa must be the ARPA text, got {type(lm_arpa).__name__}")
+        if lexicon and not (isinstance(lexicon, (list, tuple)) and all(isinstance(w, str) for w in lexicon)):
+            raise ValueError("lexicon must be a list of words")
+    except ValueError as err:
+        raise CheckpointError(f"{path}: bad decoding section: {err}") from None
+    return config, lm_arpa, tuple(lexicon) if lexicon else None
+
+
 def model_from_payload(payload: dict[str, Any], path: str | os.PathLike = "<checkpoint>") -> LoadedModel:
     """Rebuild the model (eval mode, CPU) and its feature pipeline from a checkpoint dict."""
+    decode_config, lm_arpa, lexicon = _decoding(payload.get("decoding"), path)
     try:
         features = _config(FeatureConfig, payload["feature_config"], path)
         model_config = _config(ModelConfig, payload["model_config"], path)
@@ -129,11 +179,10 @@ def model_from_payload(payload: dict[str, Any], path: str | os.PathLike = "<chec
         cmvn = Cmvn.from_dict(payload["cmvn"])
         model = AcousticModel(model_config, input_dim=features.n_mels, vocab_size=len(vocab))
         model.load_state_dict({k: v.float() for k, v in payload["model"].items()})
-        decoding = payload.get("decoding") or {}
-        decode_config = _config(DecodeConfig, decoding.get("config", {}), path)
-        lexicon = tuple(decoding["lexicon"]) if decoding.get("lexicon") else None
     except KeyError as err:
         raise CheckpointError(f"{path}: checkpoint lacks {err}") from None
+    except CheckpointError:
+        raise  # already names the file
     except ASRError as err:
         raise CheckpointError(f"{path}: {err}") from None
     except (RuntimeError, ValueError, TypeError) as err:
@@ -142,7 +191,7 @@ def model_from_payload(payload: dict[str, Any], path: str | os.PathLike = "<chec
     model.eval()
     return LoadedModel(
         model=model, features=features, cmvn=cmvn, vocab=vocab, path=str(path),
-        decoding=decode_config, lm_arpa=decoding.get("lm_arpa"), lexicon=lexicon,
+        decoding=decode_config, lm_arpa=lm_arpa, lexicon=lexicon,
     )
 
 

@@ -17,10 +17,12 @@ the output frame it was emitted at.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -87,7 +89,8 @@ class BeamSearchDecoder:
     """
 
     def __init__(
-        self, vocab: Vocab, config: DecodeConfig, lm_arpa: str | None = None, lexicon: Sequence[str] | None = None
+        self, vocab: Vocab, config: DecodeConfig, lm_arpa: str | None = None, lexicon: Sequence[str] | None = None,
+        lm_source: str = "the n-gram LM",
     ) -> None:
         try:
             from torchaudio.models.decoder import ctc_decoder
@@ -120,21 +123,26 @@ class BeamSearchDecoder:
                 lm_dict_path = os.path.join(tmp, "lm_words.txt")
                 with open(lm_dict_path, "w", encoding="utf-8") as f:
                     f.write("".join(f"{t}\n" for t in tokens))
-            with _native_output_silenced():  # KenLM prints loading progress bars from C++
-                self.decoder = ctc_decoder(
-                    lexicon=lexicon_path,
-                    tokens=tokens,
-                    lm=lm_path,
-                    lm_dict=lm_dict_path,
-                    nbest=1,
-                    beam_size=config.beam_size,
-                    beam_size_token=config.beam_size_token,
-                    beam_threshold=config.beam_threshold,
-                    lm_weight=config.lm_weight,
-                    word_score=config.word_score,
-                    blank_token=vocab.tokens[BLANK_ID],
-                    sil_token=silence,
-                )
+            with _native_output_captured() as native_output:  # KenLM prints loading progress bars from C++
+                try:
+                    self.decoder = ctc_decoder(
+                        lexicon=lexicon_path,
+                        tokens=tokens,
+                        lm=lm_path,
+                        lm_dict=lm_dict_path,
+                        nbest=1,
+                        beam_size=config.beam_size,
+                        beam_size_token=config.beam_size_token,
+                        beam_threshold=config.beam_threshold,
+                        lm_weight=config.lm_weight,
+                        word_score=config.word_score,
+                        blank_token=vocab.tokens[BLANK_ID],
+                        sil_token=silence,
+                    )
+                except (RuntimeError, ValueError) as err:  # KenLM's and flashlight's errors
+                    what = "LM or lexicon" if lm_arpa is not None else "lexicon"
+                    raise ASRError(f"{lm_source}: cannot load the beam-search {what} "
+                                   f"({_load_error(err, native_output())})") from None
 
     def __call__(self, log_probs: torch.Tensor, out_lens: torch.Tensor) -> list[Hypothesis]:
         emissions = log_probs.detach().float().cpu()
@@ -171,28 +179,95 @@ class BeamSearchDecoder:
         return padded, lens + 1
 
 
+_NATIVE_OUTPUT_LOCK = threading.Lock()  # one capture at a time: file descriptors 1 and 2 are process-wide
+KENLM_LOADING_CHATTER = (  # what KenLM prints while it reads an ARPA file, whether or not it succeeds
+    "Loading the LM will be faster if you build a binary file.",
+    "Reading ",
+    "----5---10---15---20---25---30---35---40---45---50---55---60---65---70---75---80---85---90---95--100",
+    "****",
+)
+
+
 @contextlib.contextmanager
-def _native_output_silenced():
-    """Send the process's stdout/stderr file descriptors to /dev/null for the duration."""
-    sys.stdout.flush(), sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
+def _native_output_captured() -> Iterator[Callable[[], str]]:
+    """While the body runs, what C/C++ code writes to file descriptors 1 and 2 goes to a temporary
+    file; yields a function returning that text (for an error message). It is discarded afterwards.
+
+    No flashlight or torchaudio option turns KenLM's loading messages off (it writes them to
+    std::cerr), hence the redirection. Python's own sys.stdout and sys.stderr keep writing where
+    they did for the duration (through duplicates of the original descriptors), so another
+    thread's print is not swallowed.
+    """
+    with _NATIVE_OUTPUT_LOCK, tempfile.TemporaryFile() as captured:
+        saved = {fd: os.dup(fd) for fd in (1, 2)}
+        streams = _python_streams_on(saved)
+        try:
+            for fd in saved:
+                os.dup2(captured.fileno(), fd)
+            yield lambda: _read_text(captured)
+        finally:
+            for fd, original in saved.items():
+                os.dup2(original, fd)
+            _restore_python_streams(streams)
+            for original in saved.values():
+                os.close(original)
+
+
+def _python_streams_on(saved: dict[int, int]) -> dict[str, object]:
+    """Point sys.stdout/sys.stderr, where they write to fd 1/2, at the saved duplicates; returns the originals."""
+    originals = {}
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        stream = getattr(sys, name)
+        if stream is None or _fileno(stream) != fd:
+            continue  # already elsewhere (a pytest capture, a redirect): the descriptor swap does not touch it
+        stream.flush()
+        originals[name] = stream
+        buffer = io.BufferedWriter(io.FileIO(saved[fd], "w", closefd=False))
+        setattr(sys, name, io.TextIOWrapper(buffer, encoding=stream.encoding, errors=stream.errors,
+                                            line_buffering=True))
+    return originals
+
+
+def _restore_python_streams(originals: dict[str, object]) -> None:
+    for name, stream in originals.items():
+        getattr(sys, name).flush()
+        setattr(sys, name, stream)
+
+
+def _fileno(stream) -> int | None:
     try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 1)
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in saved:
-            os.close(fd)
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError and a ValueError
+        return None
 
 
-def make_decoder(vocab: Vocab, config: DecodeConfig, lm_arpa: str | None = None, lexicon: Sequence[str] | None = None):
-    """A callable (log_probs (B, T, V), out_lens (B,)) -> [Hypothesis] for config.decoder."""
+def _read_text(file) -> str:
+    file.flush()
+    file.seek(0)
+    return file.read().decode("utf-8", errors="replace")
+
+
+def _load_error(err: Exception, native_output: str) -> str:
+    """One line: the exception's last line (KenLM's first names its C++ source line), then any native
+    output other than KenLM's loading chatter."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    parts = [lines[-1] if lines else type(err).__name__]
+    parts += [line.strip() for line in native_output.splitlines()
+              if line.strip() and not line.startswith(KENLM_LOADING_CHATTER)]
+    return "; ".join(parts)
+
+
+def make_decoder(
+    vocab: Vocab, config: DecodeConfig, lm_arpa: str | None = None, lexicon: Sequence[str] | None = None,
+    lm_source: str = "the n-gram LM",
+):
+    """A callable (log_probs (B, T, V), out_lens (B,)) -> [Hypothesis] for config.decoder.
+
+    lm_source names where lm_arpa came from (a file) in the error raised when it cannot be loaded.
+    """
     if config.decoder == "greedy":
         return greedy_search
-    return BeamSearchDecoder(vocab, config, lm_arpa, lexicon)
+    return BeamSearchDecoder(vocab, config, lm_arpa, lexicon, lm_source)
 
 
 def word_timings(

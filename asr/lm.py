@@ -6,8 +6,9 @@
 - Counts: the highest order and n-grams starting with `<s>` keep raw counts; every other
   lower-order n-gram counts its distinct left extensions (Kneser-Ney continuation counts).
 - Discounts D1, D2, D3+ per order from that order's count-of-counts t1..t4 (Chen & Goodman):
-  Y = t1 / (t1 + 2 t2), Dk = k - (k + 1) Y t(k+1) / t(k). When they are undefined or outside
-  (0, k), as in tiny corpora, the order uses the fallback (0.5, 1, 1.5), as lmplz does.
+  Y = t1 / (t1 + 2 t2), Dk = k - (k + 1) Y t(k+1) / t(k). lmplz accepts them when t1, t2, t3 > 0
+  and 0 <= Dk <= k (so t4 = 0, giving D3+ = 3, is fine); otherwise, as in tiny corpora, the
+  order uses the fallback (0.5, 1, 1.5), as `lmplz --discount_fallback` does.
 - Interpolation: p(w | h) = (c(hw) - D(c(hw))) / c(h.) + gamma(h) p(w | h'), where
   gamma(h) = (D1 N1(h.) + D2 N2(h.) + D3+ N3+(h.)) / c(h.) is the mass taken by discounting.
   Unigrams interpolate with the uniform distribution over the vocabulary (every word, `</s>`
@@ -16,7 +17,8 @@
   the mass the unigram discounts set aside, split evenly over the vocabulary.
 - ARPA output: the interpolated probability of each seen n-gram, and back-off weight
   gamma(h) for each context h, so that back-off reproduces the interpolated model exactly
-  and every context's distribution sums to 1. `<s>` has log10 probability -99 (as KenLM writes).
+  and every context's distribution sums to 1. `<s>` has probability 1 (log10 0), as lmplz writes
+  it: it is never predicted, only its back-off weight is used.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ from asr.text import Vocab
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 WORD_BOUNDARY = "|"  # the token that ends every lexicon spelling (flashlight/torchaudio style)
-NO_PROB = -99.0  # the log10 probability KenLM writes for <s>, which is never predicted
 FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)  # lmplz --discount_fallback defaults for D1, D2, D3+
 
 Ngram = tuple[str, ...]
@@ -53,17 +54,17 @@ class Discounts:
 
     @classmethod
     def estimate(cls, counts: Iterable[int]) -> Discounts:
-        """From count-of-counts t1..t4; the lmplz fallback when those are degenerate."""
+        """From count-of-counts t1..t4, as lmplz does; its fallback when t1, t2 or t3 is 0 or a
+        discount falls outside [0, k] (kpu/kenlm lm/builder/adjust_counts.cc)."""
         t = [0] * 5
         for c in counts:
             if c <= 4:
                 t[c] += 1
-        try:
-            y = t[1] / (t[1] + 2 * t[2])
-            ds = tuple(k - (k + 1) * y * t[k + 1] / t[k] for k in (1, 2, 3))
-        except ZeroDivisionError:
+        if 0 in t[1:4]:
             return cls(*FALLBACK_DISCOUNTS)
-        if not all(0 < d < k for k, d in zip((1, 2, 3), ds)):
+        y = t[1] / (t[1] + 2 * t[2])
+        ds = tuple(k - (k + 1) * y * t[k + 1] / t[k] for k in (1, 2, 3))
+        if not all(0 <= d <= k for k, d in zip((1, 2, 3), ds)):
             return cls(*FALLBACK_DISCOUNTS)
         return cls(*ds)
 
@@ -121,14 +122,13 @@ def build_arpa(sentences: Iterable[str], order: int = 3, discount: str = "kneser
             lower = prob[n - 1][gram[1:]] if n > 1 else 1 / len(vocab)
             own = (c - discounts(c)) / total[h] if c else 0.0  # only <unk> has c == 0
             prob[n][gram] = own + bow[h] * lower
-    prob[1][(BOS,)] = 0.0  # never predicted (written as NO_PROB); listed for its back-off weight
+    prob[1][(BOS,)] = 1.0  # never predicted: lmplz's probability 1; listed for its back-off weight
     lines = ["\\data\\"]
     lines += [f"ngram {n}={len(prob[n])}" for n in range(1, order + 1)]
     for n in range(1, order + 1):
         lines += ["", f"\\{n}-grams:"]
         for gram in sorted(prob[n]):
-            p = NO_PROB if gram == (BOS,) else math.log10(prob[n][gram])
-            line = f"{p:.7g}\t{' '.join(gram)}"
+            line = f"{math.log10(prob[n][gram]):.7g}\t{' '.join(gram)}"
             if n < order and gram in bow:
                 line += f"\t{math.log10(bow[gram]):.7g}"
             lines.append(line)

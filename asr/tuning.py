@@ -31,17 +31,19 @@ def tune_lm(
     word_scores: Iterable[float],
     base: DecodeConfig = DecodeConfig(decoder="beam"),
     report=None,
+    lm_source: str = "the n-gram LM",
 ) -> list[tuple[DecodeConfig, ErrorReport]]:
     """Score every (lm_weight, word_score) pair; returns all results, best (lowest WER, then CER) first.
 
-    `report(config, result)` is called after each point, e.g. to print progress.
+    `report(config, result)` is called after each point, e.g. to print progress; lm_source names
+    the LM's file in the error raised when it cannot be loaded.
     """
     word_scores = list(word_scores)
     results = []
     for alpha in lm_weights:
         for beta in word_scores:
             config = replace(base, decoder="beam", lm_weight=alpha, word_score=beta)
-            decode = make_decoder(vocab, config, lm_arpa, lexicon)
+            decode = make_decoder(vocab, config, lm_arpa, lexicon, lm_source)
             result = error_rates(references, decode_all(decode, emissions, vocab))
             results.append((config, result))
             if report is not None:

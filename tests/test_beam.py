@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import threading
 
 import pytest
 import torch
+import torchaudio.models.decoder
 
 from asr.decode import BeamSearchDecoder, DecodeConfig, Hypothesis, greedy_search, make_decoder, word_timings
+from asr.errors import ASRError
 from asr.lm import build_arpa
 from asr.text import Vocab
 from asr.tuning import tune_lm
@@ -73,8 +79,81 @@ def test_word_score_trades_words_for_fewer_longer_ones():
 
 
 def test_an_lm_without_lexicon_is_rejected():
-    with pytest.raises(Exception, match="lexicon"):
+    with pytest.raises(ASRError, match=r"^a word LM needs a lexicon \(the words it can spell\)$"):
         BeamSearchDecoder(VOCAB, DecodeConfig(decoder="beam", lm_weight=1.0), build_arpa(["CAT"]), None)
+
+
+# --- loading the LM: KenLM's native output ------------------------------------------------------
+
+
+def test_a_broken_arpa_file_is_one_error_naming_the_file_and_the_problem():
+    with pytest.raises(ASRError) as info:
+        BeamSearchDecoder(VOCAB, DecodeConfig(decoder="beam"), "garbage\n", ["CAT"], lm_source="lm.arpa")
+    message = str(info.value)
+    assert message.startswith("lm.arpa: cannot load the beam-search LM or lexicon (")
+    assert 'first non-empty line was "garbage"' in message  # KenLM's reason, without its C++ source line
+    assert "\n" not in message and "read_arpa.cc" not in message and "Loading the LM" not in message
+
+
+def test_native_output_of_a_failed_load_is_in_the_error(monkeypatch):
+    def failing_ctc_decoder(**kwargs):
+        os.write(2, b"Reading lm.arpa\nkenlm: 3-gram section is empty\n")  # as C++ code writes it
+        raise RuntimeError("lm/read_arpa.cc:99 in ReadNGram threw FormatLoadException.\nbad n-gram line")
+
+    monkeypatch.setattr(torchaudio.models.decoder, "ctc_decoder", failing_ctc_decoder)
+    with pytest.raises(ASRError, match=r"^lm\.arpa: cannot load the beam-search LM or lexicon "
+                                       r"\(bad n-gram line; kenlm: 3-gram section is empty\)$"):
+        BeamSearchDecoder(VOCAB, DecodeConfig(decoder="beam"), build_arpa(["CAT"]), ["CAT"], lm_source="lm.arpa")
+
+
+LOAD_WITH_COMPANY = """
+import os, threading
+import torchaudio.models.decoder as decoder
+from asr.decode import BeamSearchDecoder, DecodeConfig
+from asr.lm import build_arpa
+from asr.text import Vocab
+
+real_ctc_decoder = decoder.ctc_decoder
+
+def ctc_decoder_with_company(**kwargs):  # while the LM loads: another thread prints, C code writes
+    thread = threading.Thread(target=print, args=("printed by another thread",))
+    thread.start()
+    thread.join()
+    os.write(2, b"native chatter\\n")
+    return real_ctc_decoder(**kwargs)
+
+decoder.ctc_decoder = ctc_decoder_with_company
+BeamSearchDecoder(Vocab.from_texts(["CAT"]), DecodeConfig(decoder="beam"), build_arpa(["CAT"]), ["CAT"])
+print("loaded")
+"""
+
+
+def test_loading_an_lm_keeps_other_threads_prints_and_drops_only_native_output():
+    # In a fresh process: there sys.stdout writes to file descriptor 1, as in a user's run.
+    result = subprocess.run([sys.executable, "-c", LOAD_WITH_COMPANY], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "printed by another thread\nloaded\n"
+    assert "native chatter" not in result.stderr and "Loading the LM" not in result.stderr  # captured, dropped
+
+
+def test_concurrent_lm_loads_leave_stdout_and_stderr_where_they_were():
+    before = [os.fstat(fd) for fd in (1, 2)]
+    arpa, errors = build_arpa(["CAT"] * 3 + ["CUT"], order=2), []
+
+    def load():
+        try:
+            BeamSearchDecoder(VOCAB, DecodeConfig(decoder="beam", lm_weight=1.0), arpa, ["CAT", "CUT"])
+        except Exception as err:  # collected for the assertion below
+            errors.append(err)
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    after = [os.fstat(fd) for fd in (1, 2)]
+    assert [(s.st_dev, s.st_ino) for s in after] == [(s.st_dev, s.st_ino) for s in before]
 
 
 def test_make_decoder_greedy_is_greedy_search():

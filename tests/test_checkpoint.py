@@ -1,6 +1,7 @@
 """asr.checkpoint: atomic save, safe (weights-only) load, version and consistency checks."""
 
 import os
+import re
 import shlex
 
 import pytest
@@ -10,11 +11,13 @@ from asr.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
     checkpoint_payload,
+    decoding_section,
     load_model,
     model_from_payload,
     read_checkpoint,
     save_checkpoint,
 )
+from asr.decode import DecodeConfig
 from asr.errors import ASRError
 from asr.features import Cmvn, FeatureConfig
 from asr.model import AcousticModel, ModelConfig
@@ -84,10 +87,11 @@ def test_read_checkpoint_keeps_extra_state(tmp_path):
 # --- bad files ---------------------------------------------------------------------------------
 
 
-def assert_checkpoint_error(path, fn=read_checkpoint) -> CheckpointError:
+def assert_checkpoint_error(path, problem: str, fn=read_checkpoint) -> CheckpointError:
+    """fn(path) raises CheckpointError whose message is `PATH: problem...`."""
     with pytest.raises(CheckpointError) as info:
         fn(path)
-    assert str(path) in str(info.value)
+    assert str(info.value).startswith(f"{path}: {problem}"), str(info.value)
     return info.value
 
 
@@ -96,26 +100,26 @@ def test_checkpoint_error_is_asr_error():
 
 
 def test_missing_file(tmp_path):
-    assert_checkpoint_error(tmp_path / "nothing.pt")
-    assert_checkpoint_error(tmp_path / "nothing.pt", fn=load_model)
+    assert_checkpoint_error(tmp_path / "nothing.pt", "no such checkpoint file")
+    assert_checkpoint_error(tmp_path / "nothing.pt", "no such checkpoint file", fn=load_model)
 
 
 def test_directory_is_not_a_checkpoint(tmp_path):
-    assert_checkpoint_error(tmp_path)
+    assert_checkpoint_error(tmp_path, "no such checkpoint file")
 
 
 @pytest.mark.parametrize("content", [b"", b"definitely not a checkpoint\n" * 20, bytes(range(256)) * 4])
 def test_garbage_file(tmp_path, content):
     path = tmp_path / "garbage.pt"
     path.write_bytes(content)
-    assert_checkpoint_error(path)
+    assert_checkpoint_error(path, "not a readable checkpoint (")
 
 
 def test_truncated_checkpoint(tmp_path):
     path, _ = saved_checkpoint(tmp_path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    assert_checkpoint_error(path)
+    assert_checkpoint_error(path, "not a readable checkpoint (")
 
 
 def test_version_mismatch(tmp_path):
@@ -124,15 +128,15 @@ def test_version_mismatch(tmp_path):
     payload["format_version"] = FORMAT_VERSION + 1
     path = tmp_path / "future.pt"
     torch.save(payload, path)
-    err = assert_checkpoint_error(path)
-    assert str(FORMAT_VERSION + 1) in str(err)
+    assert_checkpoint_error(
+        path, f"checkpoint format version {FORMAT_VERSION + 1}, this toolkit reads version {FORMAT_VERSION}")
 
 
 @pytest.mark.parametrize("obj", [{"model": {}}, [1, 2, 3], torch.zeros(3)])
 def test_not_a_toolkit_checkpoint(tmp_path, obj):
     path = tmp_path / "other.pt"
     torch.save(obj, path)
-    assert_checkpoint_error(path)
+    assert_checkpoint_error(path, "not a checkpoint written by this toolkit")
 
 
 class _RunsCode:
@@ -153,8 +157,8 @@ def test_code_executing_pickle_is_refused(tmp_path, zipfile):
     path = tmp_path / "evil.pt"
     torch.save(payload, path, _use_new_zipfile_serialization=zipfile)
     assert not marker.exists()
-    assert_checkpoint_error(path)
-    assert_checkpoint_error(path, fn=load_model)
+    assert_checkpoint_error(path, "not a readable checkpoint (")
+    assert_checkpoint_error(path, "not a readable checkpoint (", fn=load_model)
     assert not marker.exists()
 
 
@@ -167,8 +171,7 @@ def test_weights_not_matching_config(tmp_path):
     payload["model_config"]["hidden_size"] = 16  # the weights are for 8
     path = tmp_path / "mismatch.pt"
     save_checkpoint(path, payload)
-    err = assert_checkpoint_error(path, fn=load_model)
-    assert "weights" in str(err)
+    assert_checkpoint_error(path, "weights do not match the stored configuration (", fn=load_model)
 
 
 def test_weights_not_matching_feature_dim(tmp_path):
@@ -177,15 +180,17 @@ def test_weights_not_matching_feature_dim(tmp_path):
     payload["feature_config"]["n_mels"] = N_MELS + 1  # input layer weights are for N_MELS
     path = tmp_path / "mismatch.pt"
     save_checkpoint(path, payload)
-    assert_checkpoint_error(path, fn=load_model)
+    assert_checkpoint_error(path, "weights do not match the stored configuration (", fn=load_model)
 
 
 def test_weights_not_matching_vocab_size(tmp_path):
     model, features, cmvn, vocab = tiny_setup()
     payload = checkpoint_payload(model, features, cmvn, vocab)
     payload["vocab"].append("Z")  # output layer is one row short
-    with pytest.raises(CheckpointError):
-        model_from_payload(payload, tmp_path / "x.pt")
+    path = tmp_path / "x.pt"
+    with pytest.raises(CheckpointError, match=rf"^{re.escape(str(path))}: weights do not match the stored "
+                                              r"configuration \(Error\(s\) in loading state_dict"):
+        model_from_payload(payload, path)
 
 
 def test_missing_section(tmp_path):
@@ -194,16 +199,17 @@ def test_missing_section(tmp_path):
     del payload["cmvn"]
     path = tmp_path / "incomplete.pt"
     save_checkpoint(path, payload)
-    err = assert_checkpoint_error(path, fn=load_model)
-    assert "cmvn" in str(err)
+    assert_checkpoint_error(path, "checkpoint lacks 'cmvn'", fn=load_model)
 
 
 def test_unknown_config_field(tmp_path):
     model, features, cmvn, vocab = tiny_setup()
     payload = checkpoint_payload(model, features, cmvn, vocab)
     payload["model_config"]["attention_heads"] = 4
-    with pytest.raises(CheckpointError, match="attention_heads"):
-        model_from_payload(payload, tmp_path / "x.pt")
+    path = tmp_path / "x.pt"
+    with pytest.raises(CheckpointError) as info:
+        model_from_payload(payload, path)
+    assert str(info.value) == f"{path}: ModelConfig has fields this version does not know: ['attention_heads']"
 
 
 def test_invalid_stored_vocab_is_checkpoint_error_naming_file(tmp_path):
@@ -212,4 +218,52 @@ def test_invalid_stored_vocab_is_checkpoint_error_naming_file(tmp_path):
     payload["vocab"] = payload["vocab"][1:] + ["<blank>"]  # blank no longer at id 0, same size
     path = tmp_path / "badvocab.pt"
     save_checkpoint(path, payload)
-    assert_checkpoint_error(path, fn=load_model)
+    assert_checkpoint_error(path, "vocabulary must start with '<blank>' at id 0", fn=load_model)
+
+
+# --- the decoding section (what `asr tune-lm` adds) ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("decoding", "problem"),
+    [
+        ({"config": {"decoder": "beem"}}, "decoder must be one of ('greedy', 'beam'), got 'beem'"),
+        ({"config": {"decoder": "beam", "beam_size": 0}}, "beam_size must be >= 1"),
+        ({"config": {"beam_size": "50"}}, "config.beam_size must be int, got '50'"),
+        ({"config": {"lm_weight": "high"}}, "config.lm_weight must be float, got 'high'"),
+        ({"config": {"beam_size_token": 2.5}}, "config.beam_size_token must be int or None, got 2.5"),
+        ({"config": {"beam_size": True}}, "config.beam_size must be int, got True"),
+        ({"config": {"beam_width": 50}}, "config has fields this version does not know: ['beam_width']"),
+        ({"config": ["beam"]}, "config must be a mapping, got list"),
+        ({"config": {}, "lm_arpa": 3}, "lm_arpa must be the ARPA text, got int"),
+        ({"config": {}, "lexicon": "CAT"}, "lexicon must be a list of words"),
+        ("beam", "expected a mapping, got str"),
+    ],
+)
+def test_a_bad_decoding_section_is_reported_as_such(tmp_path, decoding, problem):
+    model, features, cmvn, vocab = tiny_setup()
+    path = tmp_path / "tuned.pt"
+    save_checkpoint(path, checkpoint_payload(model, features, cmvn, vocab, decoding=decoding))
+    with pytest.raises(CheckpointError) as info:
+        load_model(path)
+    assert str(info.value) == f"{path}: bad decoding section: {problem}"
+
+
+def test_a_good_decoding_section_is_loaded(tmp_path):
+    model, features, cmvn, vocab = tiny_setup()
+    config = DecodeConfig(decoder="beam", beam_size=7, lm_weight=1, word_score=2.5)  # an int weight is a float
+    path = tmp_path / "tuned.pt"
+    save_checkpoint(path, checkpoint_payload(model, features, cmvn, vocab,
+                                             decoding=decoding_section(config, "ARPA", ["HELLO", "WORLD"])))
+    loaded = load_model(path)
+    assert (loaded.decoding, loaded.lm_arpa, loaded.lexicon) == (config, "ARPA", ("HELLO", "WORLD"))
+
+
+def test_a_checkpoint_whose_lm_does_not_load_is_named_in_the_error(tmp_path):
+    model, features, cmvn, vocab = tiny_setup()
+    path = tmp_path / "tuned.pt"
+    decoding = decoding_section(DecodeConfig(decoder="beam", lm_weight=1.0), "garbage\n", ["HELLO", "WORLD"])
+    save_checkpoint(path, checkpoint_payload(model, features, cmvn, vocab, decoding=decoding))
+    loaded = load_model(path)
+    with pytest.raises(ASRError, match=rf"^{re.escape(str(path))}: cannot load the beam-search LM or lexicon \("):
+        loaded.decoder()

@@ -1,6 +1,7 @@
 """asr.config: YAML -> typed frozen dataclasses, dotted overrides, errors naming file and key."""
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -165,7 +166,7 @@ def test_empty_file_gives_defaults(tmp_path):
 
 @pytest.mark.parametrize("override", ["train.epochs", "=5", ""])
 def test_override_without_key_value_is_error(override):
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=rf"^override {re.escape(repr(override))}: expected section\.key=value$"):
         load_config(RunConfig, None, [override])
 
 

@@ -121,7 +121,7 @@ def test_cmvn_constant_bin_std_is_floored():
 
 
 def test_cmvn_of_zero_frames_raises():
-    with pytest.raises(ASRError):
+    with pytest.raises(ASRError, match="^cannot compute CMVN stats from zero frames$"):
         compute_cmvn([])
 
 

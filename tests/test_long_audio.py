@@ -10,6 +10,7 @@ import torch
 import asr.transcribe as transcribe_module
 from asr.audio import AudioError, load_audio, stream_audio
 from asr.checkpoint import LoadedModel
+from asr.errors import ASRError
 from asr.features import Cmvn, FeatureConfig, StreamingLogMel, log_mel
 from asr.model import AcousticModel, ModelConfig
 from asr.text import Vocab
@@ -30,7 +31,7 @@ def test_streaming_log_mel_equals_whole_signal_log_mel(block):
 def test_streaming_log_mel_rejects_a_too_short_signal():
     stream = StreamingLogMel(FeatureConfig())
     stream.push(np.zeros(100, dtype=np.float32))
-    with pytest.raises(Exception, match="too short"):
+    with pytest.raises(ASRError, match=r"^signal too short for streaming features \(100 samples\)$"):
         stream.finish()
 
 

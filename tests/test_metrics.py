@@ -69,7 +69,7 @@ def test_surrounding_whitespace_ignored():
 
 
 def test_mismatched_lengths_raise():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="^2 references but 1 hypotheses$"):
         error_rates(["A", "B"], ["A"])
 
 

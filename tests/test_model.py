@@ -171,18 +171,21 @@ def test_default_model_parameter_count_under_10m():
     assert model.num_parameters() < 10_000_000
 
 
+SIZES_AT_LEAST_1 = r"^model\.num_layers, model\.hidden_size and model\.frame_stack must be >= 1$"
+
+
 @pytest.mark.parametrize(
-    "kwargs",
+    ("kwargs", "message"),
     [
-        {"cell": "transformer"},
-        {"cell": "LSTM"},
-        {"dropout": 1.0},
-        {"dropout": -0.1},
-        {"num_layers": 0},
-        {"hidden_size": 0},
-        {"frame_stack": 0},
+        ({"cell": "transformer"}, r"^model\.cell must be one of \['gru', 'lstm', 'rnn'\], got 'transformer'$"),
+        ({"cell": "LSTM"}, r"^model\.cell must be one of \['gru', 'lstm', 'rnn'\], got 'LSTM'$"),
+        ({"dropout": 1.0}, r"^model\.dropout must be in \[0, 1\), got 1\.0$"),
+        ({"dropout": -0.1}, r"^model\.dropout must be in \[0, 1\), got -0\.1$"),
+        ({"num_layers": 0}, SIZES_AT_LEAST_1),
+        ({"hidden_size": 0}, SIZES_AT_LEAST_1),
+        ({"frame_stack": 0}, SIZES_AT_LEAST_1),
     ],
 )
-def test_model_config_rejects_bad_values(kwargs):
-    with pytest.raises(ValueError):
+def test_model_config_rejects_bad_values(kwargs, message):
+    with pytest.raises(ValueError, match=message):
         ModelConfig(**kwargs)

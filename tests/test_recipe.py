@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from .conftest import REPO, write_tone
 
@@ -88,9 +90,13 @@ def test_recipe_runs_end_to_end_and_skips_finished_stages(tmp_path):
     assert "torch threads: torch's default for training" in results  # train.threads 0 in the config
     assert (exp / "blstm" / "best.pt").is_file()
 
-    again = subprocess.run(args + ["--stop-stage", "3"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    results_written = (exp / "blstm" / "RESULTS.md").stat().st_mtime_ns
+    again = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert again.returncode == 0, again.stderr
-    assert again.stdout.count("already done") == 4  # manifests, CMVN, vocabulary + LM, training
+    assert again.stdout.count("already done") == 5  # manifests, CMVN, vocabulary + LM, training, scoring
+    assert f"Stage 4: tune LM weights on dev, decode and score\n  already done ({exp / 'blstm' / 'RESULTS.md'})\n" \
+        in again.stdout
+    assert (exp / "blstm" / "RESULTS.md").stat().st_mtime_ns == results_written  # not decoded and rewritten again
 
     # stage 5: the final model on train + dev, scored on test with stage 4's LM weights (not retuned)
     final = subprocess.run(args + ["--stage", "5", "--stop-stage", "5"], capture_output=True, text=True, env=env,
@@ -115,3 +121,22 @@ def test_recipe_runs_end_to_end_and_skips_finished_stages(tmp_path):
     results = (exp / "blstm_bpe" / "RESULTS.md").read_text()
     assert "| test | beam + LM | 2 |" in results
     assert "BPE tokens (sentencepiece)" in results and "6-gram over BPE pieces" in results
+
+
+def test_a_bracketed_override_reaches_training_as_a_list_beside_a_file_its_pattern_matches(tmp_path):
+    """`train.speed_perturb=[1.0,0.9]` is a shell glob pattern; a file it matches must not replace it."""
+    root = tmp_path / "repo"  # a copy of the recipe, whose folder the stages run in
+    for folder in ("recipes", "conf"):
+        shutil.copytree(REPO / folder, root / folder)
+    (root / "train.speed_perturb=1").write_text("")  # what the unquoted pattern would expand to
+    corpus = fake_an4(tmp_path / "an4")
+    exp = tmp_path / "exp"
+    overrides = ("train.epochs=1 train.device=cpu model.num_layers=1 model.hidden_size=16 train.max_frames=2000 "
+                 "train.warmup_steps=2 train.speed_perturb=[1.0,0.9]")
+    result = subprocess.run(["bash", str(root / "recipes" / "an4" / "run.sh"), "--data-dir", str(corpus),
+                             "--exp-dir", str(exp), "--dev-speakers", "1", "--overrides", overrides, "--stop-stage", "3"],
+                            capture_output=True, text=True, env=dict(os.environ, PYTHON=sys.executable), cwd=tmp_path,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    config = yaml.safe_load((exp / "blstm" / "config.yaml").read_text())
+    assert config["train"]["speed_perturb"] == [1.0, 0.9]

@@ -1,6 +1,7 @@
 """asr.text: transcript normalisation and the character vocabulary."""
 
 import json
+import re
 
 import pytest
 
@@ -93,25 +94,28 @@ def test_vocab_save_load_round_trip(tmp_path):
     assert loaded.encode("HELLO") == vocab.encode("HELLO")
 
 
+NOT_BLANK_FIRST = f"^vocabulary must start with {re.escape(repr(BLANK))} at id {BLANK_ID}$"
+
+
 @pytest.mark.parametrize(
-    "tokens",
+    ("tokens", "message"),
     [
-        ("A", BLANK, "B"),  # blank not first
-        ("A", "B"),  # no blank at all
-        (),  # empty
-        (BLANK, "A", "B", "A"),  # duplicate
-        (BLANK, BLANK, "A"),  # blank twice
+        (("A", BLANK, "B"), NOT_BLANK_FIRST),  # blank not first
+        (("A", "B"), NOT_BLANK_FIRST),  # no blank at all
+        ((), NOT_BLANK_FIRST),  # empty
+        ((BLANK, "A", "B", "A"), "^vocabulary has duplicate tokens$"),  # duplicate
+        ((BLANK, BLANK, "A"), "^vocabulary has duplicate tokens$"),  # blank twice
     ],
 )
-def test_invalid_vocab_rejected(tokens):
-    with pytest.raises(ASRError):
+def test_invalid_vocab_rejected(tokens, message):
+    with pytest.raises(ASRError, match=message):
         Vocab(tokens=tokens)
 
 
 def test_vocab_load_rejects_invalid_tokens(tmp_path):
     path = tmp_path / "vocab.json"
     path.write_text(json.dumps({"tokens": ["A", BLANK]}))
-    with pytest.raises(ASRError):
+    with pytest.raises(ASRError, match=f"^{re.escape(str(path))}: {NOT_BLANK_FIRST[1:]}"):
         Vocab.load(path)
 
 

@@ -15,6 +15,26 @@ resolve_config() {  # $config from the caller's folder if it is there, else from
   if [ -f "$(absolute "$config")" ]; then config=$(absolute "$config"); else config=$root/$config; fi
 }
 
+extract_archive() {  # extract_archive ARCHIVE DEST [SHA256]: check the archive, then untar it into DEST
+  # With SHA256 (a published checksum) the archive must match it; without one it must at least list
+  # completely as gzip + tar (catches a truncated download). Nothing is extracted from an archive
+  # that fails, and the message says which file, what was expected and what to do.
+  local archive=$1 dest=$2 expected=${3:-} actual
+  if [ -n "$expected" ]; then
+    echo "  checking $archive (sha256)"
+    actual=$(sha256sum "$archive" | cut -d' ' -f1)
+    if [ "$actual" != "$expected" ]; then
+      echo "run.sh: $archive: sha256 $actual, expected $expected (a corrupt or tampered download); delete it and run again, or pass --data-dir with a copy you trust" >&2
+      return 1
+    fi
+  elif ! tar -tzf "$archive" > /dev/null 2>&1; then
+    echo "run.sh: $archive: not a complete .tar.gz archive (truncated or corrupt download); delete it and run again, or pass --data-dir with a local copy" >&2
+    return 1
+  fi
+  echo "  extracting $archive"
+  tar -xzf "$archive" -C "$dest"
+}
+
 run_stage() {  # run_stage N "title" command...: runs the command when N is within --stage/--stop-stage
   local number=$1 title=$2
   shift 2
@@ -60,13 +80,16 @@ stage_train() {  # asr train --resume: a killed run continues from its last chec
     echo "  already done ($run_dir/best.pt)"
     return
   fi
-  local start
+  local start launcher override_words
   resolve_units
   start=$(date +%s)
-  # shellcheck disable=SC2086  # launcher and overrides are separate words
-  if ! ${train_launcher:-$python -m asr} train --config "$config" --resume --no-progress train.out_dir="$run_dir" \
+  # Split into words without pathname expansion: train.speed_perturb=[1.0,0.9] is a value, not a
+  # pattern to match against file names.
+  read -r -a launcher <<< "${train_launcher:-$python -m asr}"
+  read -r -a override_words <<< "$overrides"
+  if ! "${launcher[@]}" train --config "$config" --resume --no-progress train.out_dir="$run_dir" \
       data.train_manifest="$data/$train_split.jsonl" data.dev_manifest="$data/$dev_split.jsonl" \
-      data.vocab="$units_dir/vocab.json" data.cmvn="${stats_dir:-$data}/cmvn.json" $overrides \
+      data.vocab="$units_dir/vocab.json" data.cmvn="${stats_dir:-$data}/cmvn.json" "${override_words[@]}" \
       2>&1 | tee -a "$run_dir/train.log"; then
     echo "run.sh: training failed (see $run_dir/train.log); run again to resume" >&2
     exit 1
@@ -76,12 +99,17 @@ stage_train() {  # asr train --resume: a killed run continues from its last chec
 }
 
 stage_score() {  # tune LM weights on dev, then greedy / beam / beam + LM on every evaluation split
+  if [ -f "$run_dir/.score.done" ]; then
+    echo "  already done ($run_dir/RESULTS.md)"
+    return
+  fi
   if [ ! -f "$run_dir/best_lm.pt" ]; then
     resolve_units
-    local lm_dir=$units_dir/lm lexicon=()
+    local lm_dir=$units_dir/lm lexicon=() tune_words
     [ -f "$lm_dir/lexicon.txt" ] && lexicon=(--lexicon "$lm_dir/lexicon.txt")
+    read -r -a tune_words <<< "${tune_args:-}"
     $python -m asr tune-lm --model "$run_dir/best.pt" --manifest "$data/$dev_split.jsonl" \
-      --lm "$lm_dir/lm.arpa" "${lexicon[@]}" ${tune_args:-} --out "$run_dir/best_lm.pt" | tee "$run_dir/tune_lm.txt"
+      --lm "$lm_dir/lm.arpa" "${lexicon[@]}" "${tune_words[@]}" --out "$run_dir/best_lm.pt" | tee "$run_dir/tune_lm.txt"
   fi
   local split decoding model decoder name
   for split in $eval_splits; do
@@ -103,4 +131,5 @@ stage_score() {  # tune LM weights on dev, then greedy / beam / beam + LM on eve
   $python "$(dirname "${BASH_SOURCE[0]}")/write_results.py" --run-dir "$run_dir" --config "$config_arg" \
     --splits $eval_splits --command "$recipe_command" --note "${results_note:-}"
   cat "$run_dir/RESULTS.md"
+  touch "$run_dir/.score.done"
 }

@@ -23,6 +23,15 @@ overrides=""
 exp=exp/librispeech
 python=${PYTHON:-python}
 openslr=https://www.openslr.org/resources/12
+declare -A archive_sha256=(  # of the OpenSLR archives, as torchaudio publishes them (torchaudio/datasets/librispeech.py)
+  [dev-clean]=76f87d090650617fca0cac8f88b9416e0ebf80350acb97b343a85fa903728ab3
+  [dev-other]=12661c48e8c3fe1de2c1caa4c3e135193bfb1811584f11f569dd12645aa84365
+  [test-clean]=39fde525e59672dc6d1551919b1478f724438a95aa55f874b576be21967e6c23
+  [test-other]=d09c181bba5cf717b3dee7d4d592af11a3ee3a09e08ae025c5506f6ebe961c29
+  [train-clean-100]=d4ddd1d5a6ab303066f14971d768ee43278a5f2a0aa43dc716b0e64ecbbbf6e2
+  [train-clean-360]=146a56496217e96c14334a160df97fffedd6e0a04e66b9c5af0d40be3c792ecf
+  [train-other-500]=ddb22f27f96ec163645d53215559df6aa36515f26e01dd70798188350adcb6d2
+)
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -88,8 +97,7 @@ obtain_corpus() {  # sets data_dir, records it in $data/corpus_dir
           || { echo "run.sh: download failed; pass --data-dir or --archives-dir" >&2; exit 1; }
         mv "$archive.part" "$archive"
       fi
-      echo "  extracting $archive"
-      tar -xzf "$archive" -C "$exp/download"
+      extract_archive "$archive" "$exp/download" "${archive_sha256[$subset]}" || exit 1
     done
   fi
   (cd "$data_dir" && pwd) > "$data/corpus_dir"

@@ -1,0 +1,63 @@
+"""The bundled AN4 model scores on AN4 test what its model card says it does.
+
+The expected WERs are read from asr/pretrained/an4_blstm/MODEL_CARD.md, so this test follows the
+card when the model (and its card) change. Decodes the 130 test utterances twice: greedy, and
+the model's own decoding (beam search + its word 3-gram LM). Skipped only when AN4 is absent.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from asr.checkpoint import load_model
+from asr.cli import BUNDLED_MODEL
+from asr.data import read_manifest
+from asr.decode import DecodeConfig, make_decoder
+from asr.metrics import error_rates
+from asr.transcribe import Transcriber
+from asr.tuning import decode_all
+
+from .test_recipe import PREPARE
+
+MODEL_CARD = BUNDLED_MODEL.parent / "MODEL_CARD.md"
+TOLERANCE = 0.1  # WER percentage points
+
+
+def card_test_wers(card: str) -> dict[str, float]:
+    """{'greedy': WER %, 'beam_lm': WER %} from the card's table row for the test set."""
+    (row,) = [line for line in card.splitlines() if line.startswith("| test (")]
+    greedy = re.search(r"greedy WER ([\d.]+) %", row)
+    beam_lm = re.search(r"beam \+ [^|;]*?LM WER ([\d.]+) %", row)
+    assert greedy and beam_lm, f"{MODEL_CARD}: no greedy and beam + LM WERs in the test row: {row}"
+    return {"greedy": float(greedy.group(1)), "beam_lm": float(beam_lm.group(1))}
+
+
+def test_the_card_row_is_parsed():
+    row = "| test (an4test_clstk, 130 utterances) | greedy WER 8.80 %, CER 3.78 %; beam + 3-gram LM WER 7.89 % (61 errors) |"
+    assert card_test_wers(row) == {"greedy": 8.80, "beam_lm": 7.89}
+
+
+@pytest.mark.an4
+def test_bundled_model_scores_the_wers_its_card_states_on_an4_test(an4_dir, tmp_path):
+    prepared = subprocess.run([sys.executable, str(PREPARE), "--data-dir", str(an4_dir), "--out-dir", str(tmp_path)],
+                              capture_output=True, text=True, timeout=300)
+    assert prepared.returncode == 0, prepared.stderr
+    test = read_manifest(tmp_path / "test.jsonl")
+    assert len(test) == 130
+    references = [u.text for u in test]
+
+    loaded = load_model(BUNDLED_MODEL)
+    assert loaded.decoding.decoder == "beam" and loaded.lm_arpa is not None  # its own decoding: beam + LM
+    log_probs = Transcriber(loaded, "cpu", batch_size=32).log_probs([u.audio for u in test])
+    measured = {
+        "greedy": error_rates(references, decode_all(make_decoder(loaded.vocab, DecodeConfig()), log_probs,
+                                                     loaded.vocab)).wer * 100,
+        "beam_lm": error_rates(references, decode_all(loaded.decoder(), log_probs, loaded.vocab)).wer * 100,
+    }
+    expected = card_test_wers(MODEL_CARD.read_text(encoding="utf-8"))
+    for decoding, wer in expected.items():
+        assert measured[decoding] == pytest.approx(wer, abs=TOLERANCE), (decoding, measured)
