@@ -12,7 +12,6 @@ from asr.features import (
     Cmvn,
     FeatureConfig,
     SpecAugmentConfig,
-    batch_log_mel,
     compute_cmvn,
     log_mel,
     spec_augment,
@@ -66,24 +65,6 @@ def test_log_mel_of_silence_is_the_log_floor():
 def test_log_mel_respects_n_mels():
     config = FeatureConfig(n_mels=40)
     assert log_mel(noisy_sine(1600, 3), config).shape == (11, 40)
-
-
-def test_batch_log_mel_matches_per_utterance_log_mel():
-    config = FeatureConfig()
-    lengths = [16000, 9000, 4321]
-    waves = [torch.from_numpy(noisy_sine(n, seed=i)) for i, n in enumerate(lengths)]
-    padded = torch.nn.utils.rnn.pad_sequence(waves, batch_first=True)  # (3, 16000)
-    wave_lens = torch.tensor(lengths)
-    feats, feat_lens = batch_log_mel(padded, wave_lens, config)  # (3, 101, 80)
-    assert feats.shape == (3, 16000 // 160 + 1, 80)
-    assert feat_lens.tolist() == [n // 160 + 1 for n in lengths]
-    for i, wave in enumerate(waves):
-        single = log_mel(wave, config)  # (T_i, 80)
-        assert single.shape[0] == feat_lens[i]
-        # centred STFT: the last ~2 frames of a shorter utterance see zero padding instead of the
-        # reflected signal, so only frames fully inside the signal must agree
-        full = single.shape[0] if lengths[i] == max(lengths) else single.shape[0] - 3
-        torch.testing.assert_close(feats[i, :full], single[:full], atol=1e-3, rtol=1e-4)
 
 
 # --- CMVN --------------------------------------------------------------------------------------
