@@ -352,6 +352,7 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
         lm_weights=args.lm_weights,
         word_scores=word_scores,
         base=DecodeConfig(decoder="beam", beam_size=args.beam_size),
+        lm_source=args.lm,
         report=lambda c, r: print(f"lm_weight={c.lm_weight:<5g} word_score={c.word_score:<5g} {r.summary()}", flush=True),
     )
     config, report = results[0]

@@ -28,10 +28,10 @@ from dataclasses import dataclass
 import torch
 
 from asr.errors import ASRError
+from asr.lm import WORD_BOUNDARY, lexicon_text
 from asr.text import BLANK_ID, SPACE, Vocab
 
 DECODERS = ("greedy", "beam")
-WORD_BOUNDARY = "|"  # flashlight's name for the word separator (our vocabulary's " ")
 CONFIDENCE_WINDOW = 2  # output frames either side of a token's frame searched for its posterior peak
 
 
@@ -110,8 +110,7 @@ class BeamSearchDecoder:
             if lexicon:
                 lexicon_path = os.path.join(tmp, "lexicon.txt")
                 with open(lexicon_path, "w", encoding="utf-8") as f:
-                    for word in lexicon:
-                        f.write(f"{word} {' '.join(word)} {WORD_BOUNDARY}\n")
+                    f.write(lexicon_text(lexicon))
             if lm_arpa is not None:
                 lm_path = os.path.join(tmp, "lm.arpa")
                 with open(lm_path, "w", encoding="utf-8") as f:

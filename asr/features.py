@@ -249,21 +249,24 @@ class FrontEnd:
         """Normalised feats of a signal read in blocks (N_i,), one (t_i, F) tensor per block (then
         the tail): the frames equal log_mel on the whole signal; level normalisation uses each
         block's own level, never below the loudest block's so far minus STREAM_LEVEL_RANGE_DB
-        (a long pause is not boosted to speech level), i.e. a level that follows the recording."""
+        (a long pause is not boosted to speech level), i.e. a level that follows the recording; a
+        block shorter than STREAM_MIN_LEVEL_FRAMES (the tail) keeps the level before it."""
         stream = StreamingLogMel(self.config)
-        loudest = None
+        loudest = level = None
         for block in _pushed(stream, blocks):
             if block.shape[0] == 0:
                 continue
             if self.config.level_norm:
-                level = _block_level(block)
-                loudest = level if loudest is None else max(loudest, level)
-                block = _normalise_to(block, max(level, loudest * 10 ** (-STREAM_LEVEL_RANGE_DB / 10)),
-                                      self.config.level_floor_db)
+                if level is None or block.shape[0] >= STREAM_MIN_LEVEL_FRAMES:
+                    own = _block_level(block)
+                    loudest = own if loudest is None else max(loudest, own)
+                    level = max(own, loudest * 10 ** (-STREAM_LEVEL_RANGE_DB / 10))
+                block = _normalise_to(block, level, self.config.level_floor_db)
             yield self.apply_cmvn(block)
 
 
 STREAM_LEVEL_RANGE_DB = 20.0  # a streamed block's level is at most this far below the loudest block's
+STREAM_MIN_LEVEL_FRAMES = 100  # 1 s: shorter blocks are too short to measure a level on
 
 
 def _pushed(stream: StreamingLogMel, blocks: Iterable[np.ndarray]) -> Iterator[torch.Tensor]:

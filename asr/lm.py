@@ -221,7 +221,13 @@ def write_lexicon(path: str | os.PathLike, words: Iterable[str]) -> None:
     bad = [w for w in unique if not w or any(c.isspace() for c in w)]
     if bad:
         raise ASRError(f"lexicon words must be non-empty and have no spaces: {bad[:5]}")
-    write_text_atomically(path, "".join(f"{w} {' '.join(w)} {WORD_BOUNDARY}\n" for w in unique))
+    write_text_atomically(path, lexicon_text(unique))
+
+
+def lexicon_text(words: Iterable[str]) -> str:
+    """The lexicon format flashlight reads: one `WORD W O R D |` line per word (its characters, then
+    the word boundary)."""
+    return "".join(f"{w} {' '.join(w)} {WORD_BOUNDARY}\n" for w in words)
 
 
 def read_lexicon(path: str | os.PathLike) -> dict[str, list[str]]:

@@ -5,7 +5,9 @@
 On the AN4 training audio, as WAV and re-encoded as FLAC (LibriSpeech's format), one process
 with one torch thread (what one DataLoader worker has):
 (a) on the fly: asr.data.AudioDataset items, i.e. read + speed perturbation (0.9/1.0/1.1) +
-    log-mel + CMVN + SpecAugment, in audio seconds per second;
+    front end (log-mel, level normalisation, CMVN) + SpecAugment, in audio seconds per second;
+    and the same with the config's waveform augmentation (reverberation, babble, noise,
+    telephone channel, gain: asr.augment) on top, the AN4 recipe's training pipeline;
 (b) cached: the same log-mels (speed 1.0) stored once as fp16 shards of 1,000 utterances
     (torch.save), then read back from a warm page cache; disk bytes per hour of audio;
 (c) with CUDA only: log-mel of padded audio batches on the GPU (torchaudio MelSpectrogram).
@@ -47,7 +49,7 @@ def main() -> None:
     from asr.config import load_config
     from asr.data import AudioDataset
     from asr.manifest import read_manifest
-    from asr.features import Cmvn, log_mel
+    from asr.features import Cmvn, FrontEnd
     from asr.audio import load_audio
     from asr.text import Vocab
     from asr.runconfig import RunConfig
@@ -67,9 +69,11 @@ def main() -> None:
             sf.write(path, load_audio(u.audio, config.features.sample_rate), config.features.sample_rate)
             flac.append(type(u)(u.id, str(path), u.duration, u.text, u.speaker))
 
-        for name, items in (("WAV", utterances), ("FLAC", flac)):
-            dataset = AudioDataset(items, config.features, vocab, cmvn, config.specaugment,
-                                   speeds=config.train.speed_perturb)
+        front_end = FrontEnd(config.features, cmvn)
+        for name, items, augment in (("WAV", utterances, None), ("FLAC", flac, None),
+                                     ("FLAC + waveform augmentation", flac, config.augment)):
+            dataset = AudioDataset(items, front_end, vocab, config.specaugment, speeds=config.train.speed_perturb,
+                                   augment=augment)
             for i in range(5):  # warm-up: imports, filter banks, resampler set-up
                 dataset[i]
             start = time.perf_counter()
@@ -80,7 +84,7 @@ def main() -> None:
             rows.append({"pipeline": f"on the fly, {name}", "audio_s_per_s": round(rate),
                          "workers_for_3000x": math.ceil(GPU_TARGET / rate)})
 
-        feats = [log_mel(load_audio(u.audio, config.features.sample_rate), config.features).half() for u in flac]
+        feats = [front_end.unnormalised(load_audio(u.audio, config.features.sample_rate)).half() for u in flac]
         shards = []
         for start in range(0, len(feats), SHARD_UTTERANCES):
             path = Path(tmp) / f"shard{start // SHARD_UTTERANCES:05d}.pt"
