@@ -359,3 +359,10 @@ def test_babble_needs_a_source():
 def test_bad_config_values_raise(overrides, message):
     with pytest.raises(ValueError, match=message):
         AugmentConfig(**overrides)
+
+
+def test_config_round_trips_through_yaml_style_dicts():
+    from asr.config import build, to_dict
+
+    config = AugmentConfig(noise_prob=0.3, noise_colors=("pink",), babble_speakers=(2, 4), rt60=(0.3, 0.6))
+    assert build(AugmentConfig, to_dict(config), "augment.yaml") == config  # lists in YAML, tuples again here
