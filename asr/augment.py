@@ -38,7 +38,7 @@ BUTTERWORTH_4_QS = (1 / (2 * math.sin(math.pi / 8)), 1 / (2 * math.sin(3 * math.
 CODEC_LEVELS = 256  # 8 bits per sample, as G.711 sends
 A_LAW_A = 87.6  # the G.711 A-law compression parameter
 # Resampling to and from 8 kHz: a Kaiser-windowed sinc, 16 zero crossings each side and beta 8.6
-# (sidelobes below -80 dB), so nothing above the 4 kHz Nyquist of the channel comes back.
+# (stopband about -85 dB), so nothing above the 4 kHz Nyquist of the channel comes back.
 RESAMPLE_OPTIONS = {"lowpass_filter_width": 16, "rolloff": 0.95, "resampling_method": "sinc_interp_kaiser", "beta": 8.6}
 
 ROOM_MIN_M = (3.0, 3.0, 2.5)  # length, width, height of the smallest simulated room (a small office)
@@ -49,7 +49,7 @@ ROOM_SHRINK = 0.9  # a room too large for the requested RT60 is shrunk by this f
 # Sabine: RT60 = 24 ln(10) V / (c S a); the smallest room with fully absorbing walls (a = 1)
 # decays in 0.076 s, so shorter reverberation times cannot be simulated.
 MIN_RT60 = 0.1  # seconds
-# The image-source count grows with RT60 cubed: 1 s takes ~0.5-3 s per room on one core, 2 s ~8x that.
+# The image-source count grows with RT60 cubed: 1 s takes ~0.5-8 s per room on one core, 2 s ~8x that.
 MAX_RT60 = 2.0  # seconds
 RIR_BANK_SIZE = 32  # simulated rooms an Augmenter makes once and reuses (see RirBank)
 RIR_BANK_SEED = 0  # the bank's rooms do not depend on the training seed: runs differ only in the draws
