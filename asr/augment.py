@@ -38,7 +38,7 @@ BUTTERWORTH_4_QS = (1 / (2 * math.sin(math.pi / 8)), 1 / (2 * math.sin(3 * math.
 CODEC_LEVELS = 256  # 8 bits per sample, as G.711 sends
 A_LAW_A = 87.6  # the G.711 A-law compression parameter
 # Resampling to and from 8 kHz: a Kaiser-windowed sinc, 16 zero crossings each side and beta 8.6
-# (sidelobes below -80 dB), so nothing above the 4 kHz Nyquist of the channel comes back.
+# (stopband about -85 dB), so nothing above the 4 kHz Nyquist of the channel comes back.
 RESAMPLE_OPTIONS = {"lowpass_filter_width": 16, "rolloff": 0.95, "resampling_method": "sinc_interp_kaiser", "beta": 8.6}
 
 ROOM_MIN_M = (3.0, 3.0, 2.5)  # length, width, height of the smallest simulated room (a small office)
@@ -49,7 +49,7 @@ ROOM_SHRINK = 0.9  # a room too large for the requested RT60 is shrunk by this f
 # Sabine: RT60 = 24 ln(10) V / (c S a); the smallest room with fully absorbing walls (a = 1)
 # decays in 0.076 s, so shorter reverberation times cannot be simulated.
 MIN_RT60 = 0.1  # seconds
-# The image-source count grows with RT60 cubed: 1 s takes ~0.5-3 s per room on one core, 2 s ~8x that.
+# The image-source count grows with RT60 cubed: 1 s takes ~0.5-8 s per room on one core, 2 s ~8x that.
 MAX_RT60 = 2.0  # seconds
 RIR_BANK_SIZE = 32  # simulated rooms an Augmenter makes once and reuses (see RirBank)
 RIR_BANK_SEED = 0  # the bank's rooms do not depend on the training seed: runs differ only in the draws
@@ -263,13 +263,32 @@ def align_to_direct_path(rir: np.ndarray, search_end: int | None = None) -> np.n
 
 def reverberate(samples: np.ndarray, rir: np.ndarray) -> np.ndarray:
     """samples (N,) convolved with rir (L,) (torchaudio fftconvolve), the whole tail kept:
-    (N + L - 1,) float32, scaled to the input's peak level (a silent input stays silent)."""
-    wet = AF.fftconvolve(torch.from_numpy(samples.astype(np.float32)), torch.from_numpy(rir.astype(np.float32)))
-    wet = wet.numpy()
+    (N + L - 1,) float32, scaled to the input's peak level (a silent input stays silent).
+
+    The RIR is zero-padded so that the FFT length is 5-smooth (fast_fft_length): an FFT of a
+    length with a large prime factor is several times slower (95,999 points: 6x 96,000)."""
+    full = len(samples) + len(rir) - 1
+    padded_rir = np.pad(rir.astype(np.float32), (0, fast_fft_length(full) - full))
+    wet = AF.fftconvolve(torch.from_numpy(samples.astype(np.float32)), torch.from_numpy(padded_rir))
+    wet = wet.numpy()[:full]
     dry_peak, wet_peak = float(np.max(np.abs(samples), initial=0.0)), float(np.max(np.abs(wet), initial=0.0))
     if wet_peak == 0.0:
         return wet
     return (wet * np.float32(dry_peak / wet_peak)).astype(np.float32)
+
+
+def fast_fft_length(n: int) -> int:
+    """The smallest 2^a 3^b 5^c >= n: a length every FFT library transforms quickly."""
+    best = 1 << max(0, (n - 1).bit_length())  # the next power of two always qualifies
+    power_of_5 = 1
+    while power_of_5 < best:
+        power_of_3 = power_of_5
+        while power_of_3 < best:
+            candidate = power_of_3 << max(0, (-(-n // power_of_3) - 1).bit_length())  # times the least 2^a reaching n
+            best = min(best, candidate)
+            power_of_3 *= 3
+        power_of_5 *= 5
+    return best
 
 
 class RirBank:
@@ -462,7 +481,7 @@ class Augmenter:
     def _reverberate(self, samples: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         rirs = self.rirs
         rir = rirs.draw(rng) if isinstance(rirs, RirBank) else rirs[int(rng.integers(len(rirs)))]
-        return reverberate(samples, rir)[: len(samples)]
+        return reverberate(samples, rir[: len(samples)])[: len(samples)]  # later taps reach only the cut tail
 
     def _add_babble(self, samples: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         low, high = self.config.babble_speakers

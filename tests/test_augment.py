@@ -18,6 +18,7 @@ from asr.augment import (
     apply_gain,
     babble,
     coloured_noise,
+    fast_fft_length,
     load_noise_dir,
     load_rir_dir,
     loop_to_length,
@@ -176,6 +177,18 @@ def test_reverberation_adds_a_decaying_tail(rirs):
         speech_end = end - int(0.2 * RATE)  # x's last 0.2 s is silent
         tails[rt60] = decay_time(y, speech_end)
     assert tails[0.5] > tails[0.2]
+
+
+def test_reverberate_is_the_full_convolution_at_the_input_peak():
+    rng = np.random.default_rng(0)
+    x, rir = rng.standard_normal(997).astype(np.float32) * 0.1, rng.standard_normal(89).astype(np.float32)
+    expected = np.convolve(x, rir)
+    expected *= np.max(np.abs(x)) / np.max(np.abs(expected))
+    assert np.allclose(reverberate(x, rir), expected, atol=1e-5)
+
+
+def test_fast_fft_length_is_the_next_5_smooth_number():
+    assert [fast_fft_length(n) for n in (1, 7, 11, 95_999, 1_000_001)] == [1, 8, 12, 96_000, 1_012_500]
 
 
 def test_simulated_rir_is_a_function_of_the_rng_state():
@@ -346,3 +359,10 @@ def test_babble_needs_a_source():
 def test_bad_config_values_raise(overrides, message):
     with pytest.raises(ValueError, match=message):
         AugmentConfig(**overrides)
+
+
+def test_config_round_trips_through_yaml_style_dicts():
+    from asr.config import build, to_dict
+
+    config = AugmentConfig(noise_prob=0.3, noise_colors=("pink",), babble_speakers=(2, 4), rt60=(0.3, 0.6))
+    assert build(AugmentConfig, to_dict(config), "augment.yaml") == config  # lists in YAML, tuples again here
