@@ -27,10 +27,12 @@ def atomic_write(path: str | os.PathLike, binary: bool = False) -> Iterator[IO]:
         with atomic_write("out.jsonl") as f:
             f.write(...)
 
-    On an exception the temporary file is removed and `path` is left as it was.
+    On an exception the temporary file is removed and `path` is left as it was. The folder must
+    exist (a missing one raises FileNotFoundError naming the target).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(2, "No such file or directory (its folder does not exist)", str(path))
     tmp = temp_path(path)
     try:
         with open(tmp, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:

@@ -51,7 +51,7 @@ ROOM_SHRINK = 0.9  # a room too large for the requested RT60 is shrunk by this f
 MIN_RT60 = 0.1  # seconds
 # The image-source count grows with RT60 cubed: 1 s takes ~0.5-8 s per room on one core, 2 s ~8x that.
 MAX_RT60 = 2.0  # seconds
-RIR_BANK_SIZE = 32  # simulated rooms an Augmenter makes once and reuses (see RirBank)
+RIR_BANK_SIZE = 32  # simulated rooms an Augmenter makes (each on first use) and reuses (see RirBank)
 RIR_BANK_SEED = 0  # the bank's rooms do not depend on the training seed: runs differ only in the draws
 
 AUDIO_PEAK = 1.0  # float audio lives in [-1, 1]
@@ -292,33 +292,44 @@ def fast_fft_length(n: int) -> int:
 
 
 class RirBank:
-    """`size` simulated room impulse responses, made once and handed out at random.
+    """`size` simulated room impulse responses, each made once, when first drawn, then reused.
 
     One simulated room costs 50 ms to several seconds (simulated_rir), too slow to make per
-    training item, so an Augmenter makes RIR_BANK_SIZE of them when it is built (in the main
-    process, before DataLoader workers fork). Room i is simulated_rir(rt60_i, sample_rate,
-    default_rng([seed, i])) with rt60_i uniform in config.rt60 from that same Generator, so a
-    bank is a deterministic function of (config.rt60, sample_rate, size, seed) and a smaller bank
-    is a prefix of a larger one.
+    training item; made on first use, a short run (or a test) pays only for the rooms it draws.
+    Room i is simulated_rir(rt60_i, sample_rate, default_rng([seed, i])) with rt60_i uniform in
+    config.rt60 from that same Generator, so a bank is a deterministic function of (config.rt60,
+    sample_rate, size, seed), whatever order its rooms are made in, and a smaller bank is a prefix
+    of a larger one.
     """
 
     def __init__(self, config: AugmentConfig, sample_rate: int, size: int = RIR_BANK_SIZE, seed: int = RIR_BANK_SEED):
         if size < 1:
             raise ValueError(f"a RIR bank needs at least one room, got size {size}")
-        self.rt60s: list[float] = []
-        self.rirs: list[np.ndarray] = []
-        for index in range(size):
-            room_rng = np.random.default_rng([seed, index])
-            rt60 = float(room_rng.uniform(*config.rt60))
-            self.rt60s.append(rt60)
-            self.rirs.append(simulated_rir(rt60, sample_rate, room_rng))
+        self.config, self.sample_rate, self.size, self.seed = config, sample_rate, size, seed
+        self._rooms: dict[int, tuple[float, np.ndarray]] = {}
+
+    def room(self, index: int) -> tuple[float, np.ndarray]:
+        """(rt60 in seconds, RIR (L,)) of room `index`, simulated on first use."""
+        if index not in self._rooms:
+            room_rng = np.random.default_rng([self.seed, index])
+            rt60 = float(room_rng.uniform(*self.config.rt60))
+            self._rooms[index] = (rt60, simulated_rir(rt60, self.sample_rate, room_rng))
+        return self._rooms[index]
+
+    @property
+    def rt60s(self) -> list[float]:
+        return [self.room(i)[0] for i in range(self.size)]
+
+    @property
+    def rirs(self) -> list[np.ndarray]:
+        return [self.room(i)[1] for i in range(self.size)]
 
     def __len__(self) -> int:
-        return len(self.rirs)
+        return self.size
 
     def draw(self, rng: np.random.Generator) -> np.ndarray:
         """One of the bank's RIRs (L,), chosen uniformly (one rng.integers draw)."""
-        return self.rirs[int(rng.integers(len(self.rirs)))]
+        return self.room(int(rng.integers(self.size)))[1]
 
 
 # ---------------------------------------------------------------------------- telephone
@@ -420,7 +431,7 @@ def _audio_files(path: str | os.PathLike, what: str) -> list:
 class Augmenter:
     """Applies an AugmentConfig to training utterances: samples (N,) -> (N,) float32 in [-1, 1].
 
-    Built once per dataset: loads noise_dir and rir_dir (or simulates a RirBank) up front.
+    Built once per dataset: loads noise_dir and rir_dir up front (a simulated RirBank makes each room on first use).
     `babble_source(rng, num_samples)` returns one other training utterance's samples (N',)
     at sample_rate (any length; it is looped or cut to num_samples); babble needs it.
     """

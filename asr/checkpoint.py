@@ -8,6 +8,7 @@ either the old checkpoint or the new one, never half of one. Loading uses
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import types
 import typing
 from dataclasses import asdict, dataclass, fields
@@ -92,6 +93,7 @@ def export_payload(payload: dict[str, Any], fp16: bool = False) -> dict[str, Any
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     """Atomically write payload to path (temp file + fsync + rename)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path, binary=True) as f:
         torch.save(payload, f)
 

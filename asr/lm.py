@@ -28,6 +28,7 @@ import math
 import os
 from collections import defaultdict
 from collections.abc import Iterable
+from pathlib import Path
 from dataclasses import dataclass
 
 from asr.atomic import write_text_atomically
@@ -138,6 +139,7 @@ def build_arpa(sentences: Iterable[str], order: int = 3, discount: str = "kneser
 
 def write_arpa(path: str | os.PathLike, sentences: Iterable[str], order: int = 3) -> None:
     """Build the LM of the sentences (see `build_arpa`) and write it to `path` as ARPA text."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     write_text_atomically(path, build_arpa(sentences, order))
 
 
@@ -221,6 +223,7 @@ def write_lexicon(path: str | os.PathLike, words: Iterable[str]) -> None:
     bad = [w for w in unique if not w or any(c.isspace() for c in w)]
     if bad:
         raise ASRError(f"lexicon words must be non-empty and have no spaces: {bad[:5]}")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     write_text_atomically(path, lexicon_text(unique))
 
 

@@ -64,7 +64,7 @@ from asr.augment import (
     reverberate,
     telephone_band,
 )
-from asr.data import Utterance, read_manifest, write_manifest
+from asr.manifest import Utterance, read_manifest, write_manifest
 from asr.errors import ASRError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -279,8 +279,8 @@ def cached_condition(
 
 
 def model_label(path: Path) -> str:
-    """asr/pretrained/an4_blstm/model.pt -> an4_blstm; exp/an4/blstm/best_lm.pt -> best_lm."""
-    return path.parent.name if path.stem == "model" else path.stem
+    """asr/pretrained/an4_blstm/model.pt -> an4_blstm; exp/an4_s1/blstm/best_lm.pt -> an4_s1/best_lm."""
+    return path.parent.name if path.stem == "model" else f"{path.parent.parent.name}/{path.stem}"
 
 
 def describe_decoding(loaded, decoding) -> str:
@@ -387,6 +387,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK_UTTERANCES} utterances per split")
+    parser.add_argument("--name", default="robustness", help="results/NAME.json (default robustness)")
     args = parser.parse_args()
 
     import torch
@@ -397,7 +398,7 @@ def main() -> None:
     splits_wanted = parse_list(args.splits, ("dev", "test"), "split")
     conditions = parse_list(args.conditions, CONDITIONS, "condition")
     partial_run = len(splits_wanted) < 2 or len(conditions) < len(CONDITIONS)
-    rep = Report("robustness_partial" if partial_run else "robustness", quick=args.quick)  # a subset never overwrites the full table
+    rep = Report(f"{args.name}_partial" if partial_run else args.name, quick=args.quick)  # a subset never overwrites the full table
     decoders = parse_list(args.decoders, ("default", "greedy"), "decoder")
     models = args.model or [DEFAULT_MODEL]
     if args.data_dir is None and not (args.an4_dir / "etc" / "an4_train.fileids").is_file():
@@ -450,6 +451,7 @@ def main() -> None:
 
     labels = [label for label, _ in systems]
     wer_table, time_table = tables(rows, labels, conditions, splits_wanted)
+    summary_table, summary_columns = seed_summary(rows, conditions, splits_wanted)
     rep.write(
         {"splits": {s: len(evaluated[s]) for s in splits_wanted}, "models": [str(m) for m in models],
          "systems": labels, "conditions": conditions, "cache": str(cache), "cache_build_seconds": build_seconds,
@@ -459,9 +461,29 @@ def main() -> None:
         tables=[
             ("WER % by condition (rows) and system / split (columns)", wer_table, ["condition", *wer_columns(labels, splits_wanted)]),
             ("Decode seconds per condition (all evaluated splits)", time_table, ["condition", *labels]),
+            ("WER % over the models given: mean (min-max), per decoding", summary_table, ["condition", *summary_columns]),
         ],
     )
     print(f"\n{NOISE_ATTRIBUTION}")
+
+
+def seed_summary(rows: list[dict], conditions: Sequence[str], splits: Sequence[str]) -> tuple[list[dict], list[str]]:
+    """With several models (e.g. seeds of one config): per condition, decoding and split, the mean
+    WER % and its range over the models, as 'mean (min-max)'. Empty with fewer than 2 models."""
+    models = [r for r in rows if r["system"] != Pocketsphinx.label]
+    kinds = sorted({r["system"].rsplit(" ", 1)[1] for r in models})
+    columns = [f"{kind} {split}" for kind in kinds for split in splits]
+    table = []
+    for condition in conditions:
+        row = {"condition": condition}
+        for kind in kinds:
+            for split in splits:
+                wers = [100 * r["wer"] for r in models if r["condition"] == condition and r["split"] == split
+                        and r["system"].rsplit(" ", 1)[1] == kind]
+                if len(wers) >= 2:
+                    row[f"{kind} {split}"] = f"{np.mean(wers):.2f} ({min(wers):.2f}-{max(wers):.2f})"
+        table.append(row)
+    return (table, columns) if any(len(r) > 1 for r in table) else ([], [])
 
 
 def wer_columns(labels: Sequence[str], splits: Sequence[str]) -> list[str]:

@@ -100,7 +100,7 @@ def test_export_drops_training_state_and_fp16_halves_the_size(overfit_model, tmp
 def test_score_report_through_the_cli(overfit_model, tmp_path):
     manifest = overfit_model.parents[1] / "train.jsonl"
     hyp = tmp_path / "hyp.txt"
-    hyp.write_text("an251-fash-b NO\nan253-fash-b GO\n")
+    hyp.write_text("an251-fash-b NO\nan253-fash-b GO\ncen2-fash-b A M Y\n")  # half the references: scored
     report = tmp_path / "report.txt"
     result = run_asr("score", "--ref", str(manifest), "--hyp", str(hyp), "--report", str(report))
     assert result.returncode == 0

@@ -15,7 +15,7 @@ import pytest
 
 from asr.checkpoint import load_model
 from asr.cli import BUNDLED_MODEL
-from asr.data import read_manifest
+from asr.manifest import read_manifest
 from asr.decode import DecodeConfig, make_decoder
 from asr.metrics import error_rates
 from asr.transcribe import Transcriber

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from asr.audio import load_audio
-from asr.data import Utterance
+from asr.manifest import Utterance
 
 from .conftest import REPO, write_tone
 
