@@ -72,12 +72,7 @@ obtain_corpus() {  # sets data_dir, records it in $data/corpus_dir
   else
     local archive=$exp/download/an4_sphere.tar.gz
     mkdir -p "$exp/download"
-    if [ ! -f "$archive" ]; then
-      echo "  downloading $an4_url"
-      curl -fL --retry 3 -o "$archive.part" "$an4_url" \
-        || { echo "run.sh: download failed; pass --data-dir with a local copy of AN4" >&2; exit 1; }
-      mv "$archive.part" "$archive"
-    fi
+    download "$an4_url" "$archive" "pass --data-dir with a local copy of AN4"
     extract_archive "$archive" "$exp/download" "$an4_sha256" || exit 1
     data_dir=$exp/download/an4
   fi

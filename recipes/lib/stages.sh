@@ -35,6 +35,13 @@ extract_archive() {  # extract_archive ARCHIVE DEST [SHA256]: check the archive,
   tar -xzf "$archive" -C "$dest"
 }
 
+download() {  # download URL FILE HINT: fetch URL to FILE (through FILE.part) unless FILE is already there
+  [ -f "$2" ] && return 0
+  echo "  downloading $1"
+  curl -fL --retry 3 -o "$2.part" "$1" || { echo "run.sh: download failed; $3" >&2; exit 1; }
+  mv "$2.part" "$2"
+}
+
 run_stage() {  # run_stage N "title" command...: runs the command when N is within --stage/--stop-stage
   local number=$1 title=$2
   shift 2

@@ -91,11 +91,8 @@ obtain_corpus() {  # sets data_dir, records it in $data/corpus_dir
       archive=$exp/download/$subset.tar.gz
       if [ -n "$archives_dir" ] && [ -f "$archives_dir/$subset.tar.gz" ]; then
         archive=$archives_dir/$subset.tar.gz
-      elif [ ! -f "$archive" ]; then
-        echo "  downloading $openslr/$subset.tar.gz"
-        curl -fL --retry 3 -o "$archive.part" "$openslr/$subset.tar.gz" \
-          || { echo "run.sh: download failed; pass --data-dir or --archives-dir" >&2; exit 1; }
-        mv "$archive.part" "$archive"
+      else
+        download "$openslr/$subset.tar.gz" "$archive" "pass --data-dir or --archives-dir"
       fi
       extract_archive "$archive" "$exp/download" "${archive_sha256[$subset]}" || exit 1
     done
