@@ -452,6 +452,12 @@ class Augmenter:
         if config.reverb_prob > 0:
             self.rirs = load_rir_dir(config.rir_dir, sample_rate) if config.rir_dir else RirBank(config, sample_rate, RIR_BANK_SIZE, RIR_BANK_SEED)
 
+    def prepare(self) -> None:
+        """Make every simulated room now: before DataLoader workers fork, so that they share the
+        rooms instead of each making its own (workers are new every epoch)."""
+        if isinstance(self.rirs, RirBank):
+            self.rirs.rirs  # noqa: B018 (the property makes every room)
+
     def __call__(self, samples: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """samples (N,) at sample_rate -> augmented (N,) float32 in [-1, 1].
 

@@ -456,6 +456,8 @@ class Trainer:
         self.sampler.set_epoch(epoch, self.train_set.epoch_num_frames(epoch))  # this epoch's speed variants
         self.train_set.set_epoch(epoch)
         batches = self.sampler.batches()[state.batches_done:]
+        if tc.num_workers > 0 and getattr(self.train_set, "augmenter", None) is not None:
+            self.train_set.augmenter.prepare()  # the workers fork with every room already made
         loader = torch.utils.data.DataLoader(
             self.train_set, batch_sampler=batches, collate_fn=collate, num_workers=tc.num_workers,
             generator=torch.Generator().manual_seed(tc.seed),  # keeps the global RNG untouched
