@@ -215,7 +215,8 @@ def level_normalise(feats: torch.Tensor, floor_db: float) -> torch.Tensor:
     10^(floor_db / 10). Scaling the waveform by any gain gives the same result (up to the
     MIN_LEVEL limit). Works on a whole utterance or on a block of a stream.
     """
-    return _normalise_to(feats, _block_level(feats), floor_db)
+    power = _mel_power(feats)
+    return _normalise_to(power, _level(power), floor_db)
 
 
 class FrontEnd:
@@ -257,11 +258,12 @@ class FrontEnd:
             if block.shape[0] == 0:
                 continue
             if self.config.level_norm:
+                power = _mel_power(block)
                 if level is None or block.shape[0] >= STREAM_MIN_LEVEL_FRAMES:
-                    own = _block_level(block)
+                    own = _level(power)
                     loudest = own if loudest is None else max(loudest, own)
                     level = max(own, loudest * 10 ** (-STREAM_LEVEL_RANGE_DB / 10))
-                block = _normalise_to(block, level, self.config.level_floor_db)
+                block = _normalise_to(power, level, self.config.level_floor_db)
             yield self.apply_cmvn(block)
 
 
@@ -280,15 +282,16 @@ def _mel_power(feats: torch.Tensor) -> torch.Tensor:
     return (feats.exp() - LOG_FLOOR).clamp_min(0.0)
 
 
-def _block_level(feats: torch.Tensor) -> float:
-    """The level of log-mel feats (T, F): mean mel power of the loudest LOUD_SHARE of frames, >= MIN_LEVEL."""
-    frame_power = _mel_power(feats).mean(dim=1)  # (T,)
+def _level(power: torch.Tensor) -> float:
+    """The level of mel power (T, F): the mean power of its loudest LOUD_SHARE of frames, >= MIN_LEVEL."""
+    frame_power = power.mean(dim=1)  # (T,)
     loudest = max(1, math.ceil(LOUD_SHARE * frame_power.numel()))
     return max(float(frame_power.topk(loudest).values.mean()), MIN_LEVEL)
 
 
-def _normalise_to(feats: torch.Tensor, level: float, floor_db: float) -> torch.Tensor:
-    return (_mel_power(feats) / level + 10 ** (floor_db / 10)).log()
+def _normalise_to(power: torch.Tensor, level: float, floor_db: float) -> torch.Tensor:
+    """Mel power (T, F) -> log(power / level + floor), (T, F)."""
+    return (power / level + 10 ** (floor_db / 10)).log()
 
 
 def spec_augment(feats: torch.Tensor, config: SpecAugmentConfig, seed: int) -> torch.Tensor:
