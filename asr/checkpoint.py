@@ -50,9 +50,14 @@ class LoadedModel:
         return FrontEnd(self.features, self.cmvn)
 
     @property
+    def frame_stack(self) -> int:
+        """Input frames per output frame."""
+        return self.model.config.frame_stack
+
+    @property
     def frame_seconds(self) -> float:
         """Duration of one output frame (after frame stacking)."""
-        return self.features.hop_ms * self.model.config.frame_stack / 1000
+        return self.features.hop_ms * self.frame_stack / 1000
 
     def decoder(self, override: DecodeConfig | None = None):
         """The decoder this model is tuned for (or `override`): (log_probs, out_lens) -> [Hypothesis]."""

@@ -1,7 +1,7 @@
 """CTC decoding: batched greedy search, beam search with an optional n-gram LM, word timings.
 
-Beam search is flashlight-text's CTC decoder (through torchaudio.models.decoder.ctc_decoder): a
-maintained C++ prefix beam search with KenLM scoring of ARPA files.
+Beam search is flashlight-text's CTC decoder, called directly as torchaudio's ctc_decoder calls it:
+a maintained C++ prefix beam search with KenLM scoring of ARPA files.
 - Character models: a word LM with a lexicon that restricts the output to known words (lexicon
   decoder). Shallow fusion scores a hypothesis as
       log P_ctc + lm_weight * log P_lm + word_score * (number of words).
@@ -10,8 +10,10 @@ maintained C++ prefix beam search with KenLM scoring of ARPA files.
   not used. A lexicon decoder over pieces cannot absorb a word's last piece repeated over several
   frames (flashlight leaves a word at its last token), which a character model avoids with " ".
 
-Shapes: log_probs (B, T, V), out_lens (B,). A Hypothesis lists emitted token ids and, for each,
-the output frame it was emitted at.
+Shapes: log_probs (B, T, V), out_lens (B,): numpy arrays or torch tensors (read through numpy).
+A Hypothesis lists emitted token ids and, for each, the output frame it was emitted at.
+
+No torch here: the torch-free runtime (asr.runtime) decodes with this module too.
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-import torch
+import numpy as np
 
 from asr.errors import ASRError
 from asr.lm import WORD_BOUNDARY, lexicon_text
 from asr.text import BLANK_ID, SPACE, Vocab
 
 DECODERS = ("greedy", "beam")
+UNKNOWN_WORD = "<unk>"  # the LM word for anything outside its vocabulary (flashlight, torchaudio)
 CONFIDENCE_WINDOW = 2  # output frames either side of a token's frame searched for its posterior peak
 
 
@@ -65,17 +68,23 @@ class WordTiming:
     confidence: float  # mean over the word's tokens of their peak posterior near their frame, in [0, 1]
 
 
-def greedy_search(log_probs: torch.Tensor, out_lens: torch.Tensor, blank_id: int = BLANK_ID) -> list[Hypothesis]:
+def as_numpy(array) -> np.ndarray:
+    """A numpy array of a numpy array or a torch tensor (on any device, tracking gradients or not)."""
+    if hasattr(array, "detach"):  # a torch tensor; torch itself is not imported here
+        array = array.detach().cpu()
+    return np.asarray(array)
+
+
+def greedy_search(log_probs, out_lens, blank_id: int = BLANK_ID) -> list[Hypothesis]:
     """Best path per frame, repeats collapsed, blanks dropped, frames past out_lens ignored."""
-    best = log_probs.argmax(dim=-1)  # (B, T)
-    previous = torch.nn.functional.pad(best[:, :-1], (1, 0), value=blank_id)  # (B, T), shifted right
-    steps = torch.arange(best.shape[1], device=best.device).unsqueeze(0)
-    keep = (best != previous) & (best != blank_id) & (steps < out_lens.to(best.device).unsqueeze(1))
-    best, keep, steps = best.cpu(), keep.cpu(), steps.cpu()[0]
+    best = as_numpy(log_probs).argmax(axis=-1)  # (B, T)
+    previous = np.pad(best[:, :-1], ((0, 0), (1, 0)), constant_values=blank_id)  # (B, T), shifted right
+    steps = np.arange(best.shape[1])
+    keep = (best != previous) & (best != blank_id) & (steps[None, :] < as_numpy(out_lens).reshape(-1, 1))
     return [Hypothesis(row[mask].tolist(), steps[mask].tolist()) for row, mask in zip(best, keep)]
 
 
-def greedy_decode(log_probs: torch.Tensor, out_lens: torch.Tensor, blank_id: int = BLANK_ID) -> list[list[int]]:
+def greedy_decode(log_probs, out_lens, blank_id: int = BLANK_ID) -> list[list[int]]:
     """Token ids of greedy_search: B lists."""
     return [h.tokens for h in greedy_search(log_probs, out_lens, blank_id)]
 
@@ -93,8 +102,8 @@ class BeamSearchDecoder:
         lm_source: str = "the n-gram LM",
     ) -> None:
         try:
-            from torchaudio.models.decoder import ctc_decoder
-        except ImportError as err:  # flashlight-text missing
+            from flashlight.lib.text import decoder as flashlight, dictionary
+        except ImportError as err:
             raise ASRError(f"beam search needs the flashlight-text package ({err})") from None
         if vocab.kind == "bpe" and lexicon:
             raise ASRError("a lexicon applies to character models; BPE models decode with a piece LM and no lexicon")
@@ -117,53 +126,43 @@ class BeamSearchDecoder:
                     f.write(lm_arpa)
             if lm_arpa is not None and not lexicon:
                 # A piece LM's word list must list the tokens in id order: the decoder asks the LM
-                # about token id n as LM word n, and torchaudio's own list (made through a C++
+                # about token id n as LM word n, and the list torchaudio would make (through a C++
                 # unordered_map) comes in no particular order.
                 lm_dict_path = os.path.join(tmp, "lm_words.txt")
                 with open(lm_dict_path, "w", encoding="utf-8") as f:
                     f.write("".join(f"{t}\n" for t in tokens))
             with _native_output_captured() as native_output:  # KenLM prints loading progress bars from C++
                 try:
-                    self.decoder = ctc_decoder(
-                        lexicon=lexicon_path,
-                        tokens=tokens,
-                        lm=lm_path,
-                        lm_dict=lm_dict_path,
-                        nbest=1,
-                        beam_size=config.beam_size,
-                        beam_size_token=config.beam_size_token,
-                        beam_threshold=config.beam_threshold,
-                        lm_weight=config.lm_weight,
-                        word_score=config.word_score,
-                        blank_token=vocab.tokens[BLANK_ID],
-                        sil_token=silence,
+                    self.decoder, self.lm = _flashlight_decoder(
+                        flashlight, dictionary, config, tokens, lexicon_path, lm_path, lm_dict_path,
+                        blank=vocab.tokens[BLANK_ID], silence=silence,
                     )
                 except (RuntimeError, ValueError) as err:  # KenLM's and flashlight's errors
                     what = "LM or lexicon" if lm_arpa is not None else "lexicon"
                     raise ASRError(f"{lm_source}: cannot load the beam-search {what} "
                                    f"({_load_error(err, native_output())})") from None
 
-    def __call__(self, log_probs: torch.Tensor, out_lens: torch.Tensor) -> list[Hypothesis]:
-        emissions = log_probs.detach().float().cpu()
-        lens = out_lens.detach().cpu().to(torch.int32)
+    def __call__(self, log_probs, out_lens) -> list[Hypothesis]:
+        emissions = as_numpy(log_probs).astype(np.float32)
+        lens = as_numpy(out_lens).astype(np.int64).reshape(-1)
         if self.uses_lexicon:
             emissions, lens = self._end_with_word_boundary(emissions, lens)
-        results = self.decoder(emissions.contiguous(), lens)
         hypotheses = []
-        for nbest, length in zip(results, out_lens.tolist()):
+        for row, length, frames in zip(emissions, lens.tolist(), as_numpy(out_lens).reshape(-1).tolist()):
+            row = np.ascontiguousarray(row)
+            results = self.decoder.decode(row.ctypes.data, length, row.shape[1])
             kept = []
-            if nbest:
-                best = nbest[0]
-                for token, frame in zip(best.tokens.tolist(), best.timesteps.tolist()):
-                    if token == BLANK_ID or (token == self.space_id and (not kept or kept[-1][0] == self.space_id)):
+            if results:
+                for token, frame in _emitted(results[0].tokens, BLANK_ID):
+                    if token == self.space_id and (not kept or kept[-1][0] == self.space_id):
                         continue  # flashlight starts (and ends) with a word boundary; drop those and doubles
-                    kept.append((token, min(frame, length - 1)))
+                    kept.append((token, min(frame, frames - 1)))
             while kept and kept[-1][0] == self.space_id:
                 kept.pop()
             hypotheses.append(Hypothesis([t for t, _ in kept], [f for _, f in kept]))
         return hypotheses
 
-    def _end_with_word_boundary(self, emissions: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _end_with_word_boundary(self, emissions: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Append one frame that is certainly a word boundary after each utterance.
 
         The lexicon decoder completes a word only at a boundary token, and the model emits none
@@ -171,11 +170,65 @@ class BeamSearchDecoder:
         emissions (B, T, V) -> (B, T + 1, V); lens -> lens + 1.
         """
         batch, frames, vocab_size = emissions.shape
-        boundary = torch.full((vocab_size,), -1e4)
+        boundary = np.full((vocab_size,), -1e4, dtype=np.float32)
         boundary[self.space_id] = 0.0
-        padded = torch.cat([emissions, emissions.new_full((batch, 1, vocab_size), -1e4)], dim=1)
-        padded[torch.arange(batch), lens.long()] = boundary
+        padded = np.concatenate([emissions, np.full((batch, 1, vocab_size), -1e4, dtype=np.float32)], axis=1)
+        padded[np.arange(batch), lens] = boundary
         return padded, lens + 1
+
+
+def _flashlight_decoder(flashlight, dictionary, config: DecodeConfig, tokens: list[str], lexicon_path: str | None,
+                        lm_path: str | None, lm_dict_path: str | None, blank: str, silence: str):
+    """flashlight-text's lexicon (or lexicon-free) CTC decoder and its LM, built as torchaudio's
+    ctc_decoder builds them (torchaudio/models/decoder/_ctc_decoder.py, unk_word "<unk>",
+    sil_score 0, unk_score -inf, no log-add): returns (decoder, lm); keep the LM alive with it."""
+    tokens_dict = dictionary.Dictionary(tokens)
+    options = dict(
+        beam_size=config.beam_size, beam_size_token=config.beam_size_token or tokens_dict.index_size(),
+        beam_threshold=config.beam_threshold, lm_weight=config.lm_weight, sil_score=0.0, log_add=False,
+        criterion_type=flashlight.CriterionType.CTC,
+    )
+    lexicon = dictionary.load_words(lexicon_path) if lexicon_path else None
+    word_dict = None
+    if lm_dict_path is not None:
+        word_dict = dictionary.Dictionary(lm_dict_path)
+    elif lexicon:
+        word_dict = dictionary.create_word_dict(lexicon)
+    elif lm_path is not None:
+        entries = {tokens_dict.get_entry(i): [[tokens_dict.get_entry(i)]] for i in range(tokens_dict.index_size())}
+        entries[UNKNOWN_WORD] = [[UNKNOWN_WORD]]
+        word_dict = dictionary.create_word_dict(entries)
+    if lm_path is not None:
+        from flashlight.lib.text.decoder.kenlm import KenLM
+
+        lm = KenLM(lm_path, word_dict)
+    else:
+        lm = flashlight.ZeroLM()
+    blank_id, silence_id = tokens_dict.get_index(blank), tokens_dict.get_index(silence)
+    if not lexicon:
+        return flashlight.LexiconFreeDecoder(flashlight.LexiconFreeDecoderOptions(**options), lm, silence_id,
+                                             blank_id, []), lm
+    trie = flashlight.Trie(tokens_dict.index_size(), silence_id)
+    start = lm.start(False)
+    for word, spellings in lexicon.items():
+        word_id = word_dict.get_index(word)
+        _, score = lm.score(start, word_id)
+        for spelling in spellings:
+            trie.insert([tokens_dict.get_index(token) for token in spelling], word_id, score)
+    trie.smear(flashlight.SmearingMode.MAX)
+    options = flashlight.LexiconDecoderOptions(word_score=config.word_score, unk_score=float("-inf"), **options)
+    decoder = flashlight.LexiconDecoder(options, trie, lm, silence_id, blank_id, word_dict.get_index(UNKNOWN_WORD),
+                                        [], False)
+    return decoder, lm
+
+
+def _emitted(raw_tokens, blank_id: int) -> list[tuple[int, int]]:
+    """(token, frame) of each emission in a flashlight result's frame-by-frame token sequence:
+    repeats collapsed, blanks dropped, the frame where the token starts (torchaudio's
+    _get_tokens and _get_timesteps)."""
+    raw = list(raw_tokens)
+    return [(token, i) for i, token in enumerate(raw)
+            if token != blank_id and (i == 0 or token != raw[i - 1])]
 
 
 _NATIVE_OUTPUT_LOCK = threading.Lock()  # one capture at a time: file descriptors 1 and 2 are process-wide
@@ -270,7 +323,7 @@ def make_decoder(
 
 
 def word_timings(
-    hypothesis: Hypothesis, log_probs: torch.Tensor, vocab: Vocab, frame_seconds: float, duration: float | None = None
+    hypothesis: Hypothesis, log_probs, vocab: Vocab, frame_seconds: float, duration: float | None = None
 ) -> list[WordTiming]:
     """Words of a hypothesis with start/end times and confidences.
 
@@ -280,6 +333,7 @@ def word_timings(
     posterior is its peak within CONFIDENCE_WINDOW frames of its frame, since beam search reports
     where a token entered the hypothesis, which can sit a frame or two off its CTC spike.
     """
+    log_probs = as_numpy(log_probs)
     separator_id = vocab.separator_id
     words: list[WordTiming] = []
     current: list[tuple[int, int]] = []
@@ -293,7 +347,7 @@ def word_timings(
             start, end = min(start, duration), min(end, duration)
         last = log_probs.shape[0] - 1
         posteriors = [
-            float(log_probs[max(0, f - CONFIDENCE_WINDOW): min(last, f + CONFIDENCE_WINDOW) + 1, t].max().exp())
+            float(np.exp(log_probs[max(0, f - CONFIDENCE_WINDOW): min(last, f + CONFIDENCE_WINDOW) + 1, t].max()))
             for t, f in current
         ]
         words.append(WordTiming(text, round(start, 3), round(end, 3), round(sum(posteriors) / len(posteriors), 4)))

@@ -12,6 +12,9 @@ floor `level_floor_db` below that level is added to every bin: a dither relative
 level, which fills empty bins (digital silence, the band above 4 kHz of telephone audio) at the
 same place whatever the gain.
 
+FeatureConfig and the constants live in asr.numpy_features (torch-free, shared with the numpy
+twin of this front end that the torch-free runtime uses).
+
 Shapes: a single utterance is feats (T, F); a batch is feats (B, T, F) with feat_lens (B,).
 """
 
@@ -28,40 +31,10 @@ import numpy as np
 import torch
 import torchaudio
 
-from asr.audio import SAMPLE_RATE
 from asr.errors import ASRError
-
-LOG_FLOOR = 1e-10  # added to mel power before the log: -230 dB, far below any real signal
-LOUD_SHARE = 0.2  # the level is measured on the loudest 20 % of frames
-MIN_LEVEL = 1e-6  # mel power; about 60 dB below normal speech: quieter input is not boosted further
-
-
-@dataclass(frozen=True)
-class FeatureConfig:
-    """How audio becomes log-mel frames. Defaults: 80 bins, 25 ms window, 10 ms hop at 16 kHz."""
-
-    sample_rate: int = SAMPLE_RATE
-    n_mels: int = 80
-    win_ms: float = 25.0
-    hop_ms: float = 10.0
-    n_fft: int = 512  # >= the 400-sample window; a power of two for a fast FFT
-    f_min: float = 0.0
-    f_max: float | None = None  # None: sample_rate / 2
-    level_norm: bool = False  # divide mel power by the utterance's speech level (gain invariance)
-    level_floor_db: float = -55.0  # with level_norm: a floor this far below the level, added to every bin
-
-    @property
-    def win_length(self) -> int:
-        return round(self.sample_rate * self.win_ms / 1000)
-
-    @property
-    def hop_length(self) -> int:
-        return round(self.sample_rate * self.hop_ms / 1000)
-
-    def num_frames(self, num_samples: int) -> int:
-        """Frames log_mel produces for num_samples (centred frames: one per hop, plus one)."""
-        return num_samples // self.hop_length + 1
-
+from asr.numpy_features import (  # noqa: F401 (FeatureConfig and the constants are used from here too)
+    LOG_FLOOR, LOUD_SHARE, MIN_LEVEL, STREAM_LEVEL_RANGE_DB, STREAM_MIN_LEVEL_FRAMES, FeatureConfig, next_stream_level,
+)
 
 @dataclass(frozen=True)
 class SpecAugmentConfig:
@@ -260,15 +233,9 @@ class FrontEnd:
             if self.config.level_norm:
                 power = _mel_power(block)
                 if level is None or block.shape[0] >= STREAM_MIN_LEVEL_FRAMES:
-                    own = _level(power)
-                    loudest = own if loudest is None else max(loudest, own)
-                    level = max(own, loudest * 10 ** (-STREAM_LEVEL_RANGE_DB / 10))
+                    level, loudest = next_stream_level(_level(power), block.shape[0], level, loudest)
                 block = _normalise_to(power, level, self.config.level_floor_db)
             yield self.apply_cmvn(block)
-
-
-STREAM_LEVEL_RANGE_DB = 20.0  # a streamed block's level is at most this far below the loudest block's
-STREAM_MIN_LEVEL_FRAMES = 100  # 1 s: shorter blocks are too short to measure a level on
 
 
 def _pushed(stream: StreamingLogMel, blocks: Iterable[np.ndarray]) -> Iterator[torch.Tensor]:

@@ -2,23 +2,36 @@
 
 A file that cannot be read yields a Transcript with `error` set; the others are still transcribed.
 Output formats: text, jsonl, srt, vtt, ctm (see format_transcript).
+
+One pipeline for both back ends: `Transcriber` runs a PyTorch checkpoint (LoadedModel);
+asr.runtime.OnnxTranscriber, a subclass, runs an exported ONNX model with onnxruntime and a numpy
+front end, replacing only `forward` (the model pass) and the front end. So that the runtime never
+imports torch, this module imports it only where the PyTorch back end needs it; log-probs
+between the model and the decoder are numpy arrays.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+import numpy as np
 
 from asr.audio import audio_info, load_audio, stream_audio
-from asr.checkpoint import LoadedModel
-from asr.decode import DecodeConfig, Hypothesis, WordTiming, word_timings
+from asr.decode import DecodeConfig, Hypothesis, WordTiming, as_numpy, word_timings
 from asr.errors import ASRError
-from asr.model import AcousticModel
 from asr.text import BLANK_ID
+
+if TYPE_CHECKING:
+    import torch
+
+    from asr.checkpoint import LoadedModel
+    from asr.model import AcousticModel
+
+Forward = Callable[[Sequence], tuple[np.ndarray, np.ndarray]]  # feats [(T, F)] -> log_probs (B, T', V), out_lens (B,)
 
 LONG_AUDIO_SECONDS = 60.0  # longer files are streamed and run through the model in windows
 WINDOW_SECONDS = 20.0  # the part of each window whose output is kept
@@ -37,7 +50,11 @@ class Transcript:
 
 
 class Transcriber:
-    """Runs a LoadedModel over audio files on a device, `batch_size` files at a time."""
+    """Runs a LoadedModel over audio files on a device, `batch_size` files at a time.
+
+    `loaded` provides features (FeatureConfig), vocab, frame_seconds, frame_stack, front_end and
+    decoder(); `forward` runs the model (a subclass may replace both the model and the front end).
+    """
 
     def __init__(
         self,
@@ -46,12 +63,15 @@ class Transcriber:
         batch_size: int = 16,
         decoding: DecodeConfig | None = None,
     ) -> None:
+        import torch
+
         self.loaded = loaded
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.decode = loaded.decoder(decoding)  # the model's own decoding unless overridden
         self.front_end = loaded.front_end
         loaded.model.to(self.device).eval()
+        self.forward: Forward = model_forward(loaded.model, self.device)
 
     def transcribe_long(self, path: str) -> Transcript:
         """A long file: streamed features, windowed inference with context, then decoding one
@@ -70,8 +90,8 @@ class Transcriber:
 
         frame = config.hop_ms / 1000
         log_probs = windowed_log_probs(
-            self.loaded.model, self.front_end.stream(counted(stream_audio(path, config.sample_rate))), round(WINDOW_SECONDS / frame), round(CONTEXT_SECONDS / frame),
-            self.device,
+            self.forward, self.loaded.frame_stack, self.front_end.stream(counted(stream_audio(path, config.sample_rate))),
+            round(WINDOW_SECONDS / frame), round(CONTEXT_SECONDS / frame),
         )
         duration = num_samples / config.sample_rate
         vocab = self.loaded.vocab
@@ -79,7 +99,7 @@ class Transcriber:
         tokens: list[int] = []
         frames: list[int] = []
         for start, end in split_at_pauses(log_probs, round(PAUSE_SECONDS / self.loaded.frame_seconds)):
-            (segment,) = self.decode(log_probs[start:end].unsqueeze(0), torch.tensor([end - start]))
+            (segment,) = self.decode(log_probs[None, start:end], np.array([end - start]))
             if segment.tokens:
                 if tokens and separator_id is not None:
                     tokens.append(separator_id)  # segments are separate words
@@ -90,29 +110,29 @@ class Transcriber:
         words = word_timings(hypothesis, log_probs, vocab, self.loaded.frame_seconds, duration)
         return Transcript(path, vocab.decode(hypothesis.tokens), duration, tuple(words))
 
-    def features(self, path: str) -> tuple[torch.Tensor, float]:
-        """Normalised log-mel feats (T, F) of one file and its duration in seconds."""
+    def features(self, path: str) -> tuple:
+        """Normalised log-mel feats (T, F) of one file (the front end's array type) and its duration in seconds."""
         rate = self.loaded.features.sample_rate
         samples = load_audio(path, rate)
         return self.front_end(samples), len(samples) / rate
 
-    def log_probs(self, paths: Sequence[str]) -> list[torch.Tensor]:
-        """Model log-probs (T', V) on the CPU for each file, batched by length (errors raise)."""
+    def log_probs(self, paths: Sequence[str]) -> list[np.ndarray]:
+        """Model log-probs (T', V) for each file, batched by length (errors raise)."""
         feats = [self.features(p)[0] for p in paths]
         order = sorted(range(len(feats)), key=lambda i: feats[i].shape[0])
-        out: list[torch.Tensor | None] = [None] * len(feats)
+        out: list[np.ndarray | None] = [None] * len(feats)
         for start in range(0, len(order), self.batch_size):
             chunk = order[start:start + self.batch_size]
-            log_probs, out_lens = batch_log_probs(self.loaded.model, [feats[i] for i in chunk], self.device)
+            log_probs, out_lens = self.forward([feats[i] for i in chunk])
             for row, i in enumerate(chunk):
                 out[i] = log_probs[row, : out_lens[row]]
         return out  # type: ignore[return-value]
 
     def decode_features(
-        self, feats: Sequence[torch.Tensor], durations: Sequence[float] | None = None
+        self, feats: Sequence, durations: Sequence[float] | None = None
     ) -> list[tuple[str, list[WordTiming]]]:
         """(text, word timings) for normalised feats [(T, F)], decoded as one padded batch."""
-        log_probs, out_lens = batch_log_probs(self.loaded.model, feats, self.device)
+        log_probs, out_lens = self.forward(feats)
         results = []
         for i, hypothesis in enumerate(self.decode(log_probs, out_lens)):
             duration = durations[i] if durations is not None else None
@@ -141,7 +161,7 @@ class Transcriber:
 
     def _transcribe_group(self, group: list[tuple[str, str | None]]) -> list[Transcript]:
         results: list[Transcript | None] = [None] * len(group)
-        ready: list[tuple[int, torch.Tensor, float]] = []
+        ready: list[tuple[int, object, float, str | None]] = []
         for index, (path, error) in enumerate(group):
             if error is not None:
                 results[index] = Transcript(audio=path, error=error)
@@ -165,42 +185,54 @@ class Transcriber:
         return results  # type: ignore[return-value]
 
 
-@torch.no_grad()
 def batch_log_probs(
-    model: AcousticModel, feats: Sequence[torch.Tensor], device: torch.device | str = "cpu"
+    model: AcousticModel, feats: Sequence, device: torch.device | str = "cpu"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One padded forward pass: feats [(T, F)] -> log_probs (B, T', V) float32 on the CPU, out_lens (B,)."""
-    padded = torch.nn.utils.rnn.pad_sequence(list(feats), batch_first=True).to(device)
-    lens = torch.tensor([f.shape[0] for f in feats], device=device)
-    log_probs, out_lens = model(padded, lens)
+    import torch
+
+    with torch.no_grad():
+        padded = torch.nn.utils.rnn.pad_sequence([torch.as_tensor(f) for f in feats], batch_first=True).to(device)
+        lens = torch.tensor([f.shape[0] for f in feats], device=device)
+        log_probs, out_lens = model(padded, lens)
     return log_probs.float().cpu(), out_lens.cpu()
 
 
-@torch.no_grad()
+def model_forward(model: AcousticModel, device: torch.device | str = "cpu") -> Forward:
+    """The Forward of a PyTorch model on device: feats [(T, F)] -> numpy log_probs (B, T', V), out_lens (B,)."""
+
+    def forward(feats: Sequence) -> tuple[np.ndarray, np.ndarray]:
+        log_probs, out_lens = batch_log_probs(model, feats, device)
+        return log_probs.numpy(), out_lens.numpy()
+
+    return forward
+
+
 def windowed_log_probs(
-    model: AcousticModel,
-    feat_blocks: Iterable[torch.Tensor],
+    forward: Forward,
+    frame_stack: int,
+    feat_blocks: Iterable,
     window_frames: int,
     context_frames: int,
-    device: torch.device | str = "cpu",
     windows_per_batch: int = 4,
-) -> torch.Tensor:
-    """Run the model over a stream of feature blocks [(t, F)] in overlapping windows.
+) -> np.ndarray:
+    """Run a model (its Forward; it stacks frame_stack input frames into one output frame) over a
+    stream of feature blocks [(t, F)] in overlapping windows.
 
     Each window keeps the output of its `window_frames` core and sees `context_frames` of input
     either side (fewer at the ends); both are rounded up to whole stacked frames. Windows run in
-    padded batches. Returns log_probs (T', V) on the CPU, T' = ceil(T / frame_stack), matching
+    padded batches. Returns log_probs (T', V), T' = ceil(T / frame_stack), matching
     a whole-file pass wherever the context is long enough for the recurrent state to settle.
     """
-    stack = model.config.frame_stack
+    stack = frame_stack
     core_size = -(-window_frames // stack) * stack
     context = -(-context_frames // stack) * stack
     buffer, buffer_start, next_core = None, 0, 0
-    pending: list[tuple[torch.Tensor, int, int]] = []  # (window feats, left context, core length)
-    outputs: list[torch.Tensor] = []
+    pending: list[tuple[np.ndarray, int, int]] = []  # (window feats, left context, core length)
+    outputs: list[np.ndarray] = []
 
     def run_pending() -> None:
-        log_probs, _ = batch_log_probs(model, [w for w, _, _ in pending], device)
+        log_probs, _ = forward([w for w, _, _ in pending])
         for row, (_, left, core) in enumerate(pending):
             start = left // stack
             outputs.append(log_probs[row, start : start + -(-core // stack)])
@@ -223,24 +255,25 @@ def windowed_log_probs(
     for block in feat_blocks:
         if block.shape[0] == 0:
             continue
-        buffer = block if buffer is None else torch.cat([buffer, block])
+        block = as_numpy(block)
+        buffer = block if buffer is None else np.concatenate([buffer, block])
         cut_windows(final=False)
     if buffer is None:
         raise ASRError("no audio frames to transcribe")
     cut_windows(final=True)
     if pending:
         run_pending()
-    return torch.cat(outputs)
+    return np.concatenate(outputs)
 
 
-def split_at_pauses(log_probs: torch.Tensor, min_pause_frames: int) -> list[tuple[int, int]]:
+def split_at_pauses(log_probs, min_pause_frames: int) -> list[tuple[int, int]]:
     """Cut log_probs (T, V) into segments at pauses: runs of at least min_pause_frames frames whose
     best token is the blank, cut in their middle. Returns [(start, end)) covering all T frames.
 
     Decoding segment by segment keeps beam search memory bounded on hours of audio and lets the
     LM start each stretch of speech afresh; greedy results are unchanged (cuts are inside blanks).
     """
-    blank = (log_probs.argmax(dim=-1) == BLANK_ID).tolist()
+    blank = (as_numpy(log_probs).argmax(axis=-1) == BLANK_ID).tolist()
     cuts, run_start = [], None
     for t, is_blank in enumerate(blank + [False]):
         if is_blank and run_start is None:

@@ -5,24 +5,24 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
-import torch
+import numpy as np
 
 from asr.decode import DecodeConfig, make_decoder
 from asr.metrics import ErrorReport, error_rates
 from asr.text import Vocab
 
 
-def decode_all(decode, emissions: Sequence[torch.Tensor], vocab: Vocab) -> list[str]:
-    """Texts for per-utterance log-probs [(T, V)] with a decoder from make_decoder."""
+def decode_all(decode, emissions: Sequence, vocab: Vocab) -> list[str]:
+    """Texts for per-utterance log-probs [(T, V)] (arrays or tensors) with a decoder from make_decoder."""
     texts = []
     for log_probs in emissions:
-        (hypothesis,) = decode(log_probs.unsqueeze(0), torch.tensor([log_probs.shape[0]]))
+        (hypothesis,) = decode(log_probs[None], np.array([log_probs.shape[0]]))
         texts.append(vocab.decode(hypothesis.tokens))
     return texts
 
 
 def tune_lm(
-    emissions: Sequence[torch.Tensor],
+    emissions: Sequence,
     references: Sequence[str],
     vocab: Vocab,
     lm_arpa: str,

@@ -9,8 +9,8 @@ import threading
 
 import pytest
 import torch
-import torchaudio.models.decoder
 
+import asr.decode
 from asr.decode import BeamSearchDecoder, DecodeConfig, Hypothesis, greedy_search, make_decoder, word_timings
 from asr.errors import ASRError
 from asr.lm import build_arpa
@@ -96,11 +96,11 @@ def test_a_broken_arpa_file_is_one_error_naming_the_file_and_the_problem():
 
 
 def test_native_output_of_a_failed_load_is_in_the_error(monkeypatch):
-    def failing_ctc_decoder(**kwargs):
+    def failing_decoder(*args, **kwargs):
         os.write(2, b"Reading lm.arpa\nkenlm: 3-gram section is empty\n")  # as C++ code writes it
         raise RuntimeError("lm/read_arpa.cc:99 in ReadNGram threw FormatLoadException.\nbad n-gram line")
 
-    monkeypatch.setattr(torchaudio.models.decoder, "ctc_decoder", failing_ctc_decoder)
+    monkeypatch.setattr(asr.decode, "_flashlight_decoder", failing_decoder)
     with pytest.raises(ASRError, match=r"^lm\.arpa: cannot load the beam-search LM or lexicon "
                                        r"\(bad n-gram line; kenlm: 3-gram section is empty\)$"):
         BeamSearchDecoder(VOCAB, DecodeConfig(decoder="beam"), build_arpa(["CAT"]), ["CAT"], lm_source="lm.arpa")
@@ -108,21 +108,21 @@ def test_native_output_of_a_failed_load_is_in_the_error(monkeypatch):
 
 LOAD_WITH_COMPANY = """
 import os, threading
-import torchaudio.models.decoder as decoder
+import asr.decode as decoder
 from asr.decode import BeamSearchDecoder, DecodeConfig
 from asr.lm import build_arpa
 from asr.text import Vocab
 
-real_ctc_decoder = decoder.ctc_decoder
+real_decoder = decoder._flashlight_decoder
 
-def ctc_decoder_with_company(**kwargs):  # while the LM loads: another thread prints, C code writes
+def decoder_with_company(*args, **kwargs):  # while the LM loads: another thread prints, C code writes
     thread = threading.Thread(target=print, args=("printed by another thread",))
     thread.start()
     thread.join()
     os.write(2, b"native chatter\\n")
-    return real_ctc_decoder(**kwargs)
+    return real_decoder(*args, **kwargs)
 
-decoder.ctc_decoder = ctc_decoder_with_company
+decoder._flashlight_decoder = decoder_with_company
 BeamSearchDecoder(Vocab.from_texts(["CAT"]), DecodeConfig(decoder="beam"), build_arpa(["CAT"]), ["CAT"])
 print("loaded")
 """
