@@ -17,7 +17,9 @@ from pathlib import Path
 
 EXIT_OK, EXIT_ERROR = 0, 1
 WORD_LM_ORDER, PIECE_LM_ORDER = 3, 6  # pieces are shorter than words: a piece LM needs a longer history
-BUNDLED_MODEL = Path(__file__).parent / "pretrained" / "an4_blstm" / "model.pt"
+BUNDLED_DIR = Path(__file__).parent / "pretrained" / "an4_blstm"
+BUNDLED_MODEL = BUNDLED_DIR / "onnx"  # the exported form `asr transcribe` runs (no torch); made from model.pt
+BUNDLED_CHECKPOINT = BUNDLED_DIR / "model.pt"  # the PyTorch checkpoint, for training, fine-tuning and export
 MAX_MISSING_WARNINGS = 5  # `asr score` names this many ids with no hypothesis, one per line, and counts the rest
 
 
@@ -73,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("transcribe", help="transcribe audio files and directories")
     p.add_argument("--model", default=str(BUNDLED_MODEL),
-                   help="checkpoint (.pt); default: the bundled AN4 model (asr/pretrained/an4_blstm)")
+                   help="checkpoint (.pt, run with PyTorch) or exported model folder (`asr export --onnx`, run with "
+                        "onnxruntime, no torch); default: the bundled AN4 model (asr/pretrained/an4_blstm/onnx)")
     p.add_argument("paths", nargs="+", metavar="AUDIO", help="audio files or directories (searched recursively)")
     p.add_argument("--format", choices=["text", "jsonl", "srt", "vtt", "ctm"], default="text",
                    help="text: 'path<TAB>transcript' per file; jsonl: one JSON object per file with word timings; "
@@ -122,10 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beam-size", type=positive_int, default=50)
     _add_device(p)
 
-    p = commands.add_parser("export", help="a checkpoint without training state (optionally fp16) for shipping")
+    p = commands.add_parser("export", help="a checkpoint without training state (optionally fp16) for shipping, "
+                            "or an ONNX model folder for the torch-free runtime")
     p.add_argument("--model", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--fp16", action="store_true", help="store weights in half precision (half the size)")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--out", help="the checkpoint to write")
+    target.add_argument("--onnx", metavar="OUT_DIR", help="write an exported model folder here: model.onnx, config.json, "
+                        "LM and lexicon, manifest.json (`asr transcribe --model OUT_DIR` runs it without torch)")
+    p.add_argument("--fp16", action="store_true", help="with --out: store weights in half precision (half the size)")
+    p.add_argument("--int8", action="store_true", help="with --onnx: dynamic int8 quantisation of the weights")
 
     p = commands.add_parser("vocab", help="build the vocabulary (characters or BPE pieces) from a manifest")
     p.add_argument("--manifest", required=True)
@@ -152,17 +160,30 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _transcriber(args: argparse.Namespace):
-    from asr.checkpoint import load_model
-    from asr.transcribe import Transcriber
-    from asr.runconfig import pick_device
+    """A Transcriber for --model: an exported folder runs on onnxruntime (torch is never imported),
+    a checkpoint with PyTorch on --device."""
+    from asr.errors import ASRError
 
-    loaded = load_model(args.model)
     changes = {
         key: value
         for key, value in (("decoder", args.decoder), ("beam_size", args.beam_size),
                            ("lm_weight", args.lm_weight), ("word_score", args.word_score))
         if value is not None
     }
+    if os.path.isdir(args.model):
+        from asr.runtime import OnnxTranscriber, load_exported
+
+        if args.device != "cpu":
+            raise ASRError(f"{args.model}: an exported model runs on the CPU (onnxruntime); --device {args.device} "
+                           "needs the PyTorch checkpoint")
+        exported = load_exported(args.model)
+        decoding = dataclasses.replace(exported.decoding, **changes)
+        return OnnxTranscriber(exported, batch_size=args.batch_size, decoding=decoding)
+    from asr.checkpoint import load_model
+    from asr.transcribe import Transcriber
+    from asr.runconfig import pick_device
+
+    loaded = load_model(args.model)
     decoding = dataclasses.replace(loaded.decoding, **changes)
     return Transcriber(loaded, pick_device(args.device), batch_size=args.batch_size, decoding=decoding)
 
@@ -229,10 +250,12 @@ def cmd_decode(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     if args.stats:
-        import torch
-
+        if "torch" in sys.modules:
+            threads = sys.modules["torch"].get_num_threads()
+        else:  # onnxruntime: its intra-op threads
+            threads = transcriber.loaded.session.get_session_options().intra_op_num_threads or os.cpu_count()
         stats = {"utterances": len(utterances), "failed": failed, "audio_seconds": audio_seconds, "seconds": elapsed,
-                 "rtf": rtf, "device": str(transcriber.device), "threads": torch.get_num_threads()}
+                 "rtf": rtf, "device": str(transcriber.device), "threads": threads}
         with open(args.stats, "w", encoding="utf-8") as f:
             json.dump(stats, f, indent=2)
     return EXIT_ERROR if failed else EXIT_OK
@@ -364,6 +387,20 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from asr.errors import ASRError
+
+    if args.onnx:
+        if args.fp16:
+            raise ASRError("--fp16 applies to --out; an ONNX export stores weights as the checkpoint holds them "
+                           "(float16 when they are float16), or int8 with --int8")
+        from asr.onnx_export import export_onnx
+
+        manifest = export_onnx(args.model, args.onnx, int8=args.int8)
+        size = sum(entry["bytes"] for entry in manifest["files"].values())
+        print(f"{args.model} -> {args.onnx}/ ({', '.join(manifest['files'])}; {size / 1e6:.1f} MB)", file=sys.stderr)
+        return EXIT_OK
+    if args.int8:
+        raise ASRError("--int8 applies to --onnx")
     from asr.checkpoint import export_payload, read_checkpoint, save_checkpoint
 
     save_checkpoint(args.out, export_payload(read_checkpoint(args.model), fp16=args.fp16))

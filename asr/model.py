@@ -48,8 +48,7 @@ def stack_frames(feats: torch.Tensor, feat_lens: torch.Tensor, stack: int) -> tu
         return feats, feat_lens
     batch, frames, dim = feats.shape
     pad = (-frames) % stack
-    if pad:
-        feats = nn.functional.pad(feats, (0, 0, 0, pad))
+    feats = nn.functional.pad(feats, (0, 0, 0, pad))  # unconditionally: an ONNX export traces any remainder
     stacked = feats.reshape(batch, (frames + pad) // stack, dim * stack)
     return stacked, stacked_lengths(feat_lens, stack)
 

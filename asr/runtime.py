@@ -1,0 +1,211 @@
+"""Transcription without torch: an exported model folder, onnxruntime, the numpy front end and
+flashlight-text decoding.
+
+An exported model is a folder (written by `asr export --onnx`, asr.onnx_export):
+
+    model.onnx      the acoustic model: feats (B, T, F) float32, feat_lens (B,) int64
+                    -> log_probs (B, T', V) float32, out_lens (B,) int64; batch and time are dynamic
+    config.json     feature config, CMVN stats, vocabulary, frame stacking, decoding settings
+    lm.arpa         the n-gram LM for beam search (when the model has one)
+    lexicon.txt     the words the LM may spell, in flashlight's lexicon format (character models)
+    manifest.json   format version, the versions it was exported with, size and SHA-256 of each file
+
+`load_exported` checks every file against the manifest before anything runs, so a corrupted or
+incomplete folder fails at once with one line naming the file. `OnnxTranscriber` is
+asr.transcribe.Transcriber with the model pass done by onnxruntime and the front end by
+asr.numpy_features: the same batching, long-file streaming, decoding, word times, notes and
+per-file errors. Nothing here imports torch (tests/test_runtime.py checks sys.modules).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from asr.decode import DecodeConfig, make_decoder
+from asr.errors import ASRError
+from asr.numpy_features import FeatureConfig, NumpyFrontEnd
+from asr.text import Vocab
+from asr.transcribe import Transcriber
+
+FORMAT = "asr-onnx"
+FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+MODEL_FILE, CONFIG_FILE, LM_FILE, LEXICON_FILE = "model.onnx", "config.json", "lm.arpa", "lexicon.txt"
+BUNDLE_FILES = (MODEL_FILE, CONFIG_FILE, LM_FILE, LEXICON_FILE)  # those a folder can hold (LM and lexicon optional)
+REQUIRED_FILES = (MODEL_FILE, CONFIG_FILE)
+
+
+class ExportError(ASRError):
+    """An exported model folder that is incomplete, corrupt or of another format version."""
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def is_exported_model(path: str | os.PathLike) -> bool:
+    """True for a folder (an exported model); checkpoints are single files."""
+    return Path(path).is_dir()
+
+
+@dataclass
+class ExportedModel:
+    """What asr.checkpoint.LoadedModel gives the Transcriber, for an exported model folder."""
+
+    path: str
+    session: object  # onnxruntime.InferenceSession
+    features: FeatureConfig
+    mean: tuple[float, ...]  # CMVN, (F,)
+    std: tuple[float, ...]
+    vocab: Vocab
+    frame_stack: int
+    decoding: DecodeConfig = DecodeConfig()
+    lm_arpa: str | None = None
+    lexicon: tuple[str, ...] | None = None
+
+    @property
+    def front_end(self) -> NumpyFrontEnd:
+        return NumpyFrontEnd(self.features, self.mean, self.std)
+
+    @property
+    def frame_seconds(self) -> float:
+        return self.features.hop_ms * self.frame_stack / 1000
+
+    def decoder(self, override: DecodeConfig | None = None):
+        lm_source = os.path.join(self.path, LM_FILE)
+        return make_decoder(self.vocab, override or self.decoding, self.lm_arpa, self.lexicon, lm_source=lm_source)
+
+    def forward(self, feats: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """One padded model pass: feats [(T, F)] -> log_probs (B, T', V) float32, out_lens (B,)."""
+        lens = np.array([f.shape[0] for f in feats], dtype=np.int64)
+        padded = np.zeros((len(feats), int(lens.max()), self.features.n_mels), dtype=np.float32)
+        for row, f in enumerate(feats):
+            padded[row, : f.shape[0]] = f
+        log_probs, out_lens = self.session.run(None, {"feats": padded, "feat_lens": lens})
+        return log_probs, out_lens
+
+
+def verify_export(folder: str | os.PathLike) -> dict:
+    """The manifest of an exported model folder, after checking that every file it lists is there
+    with its recorded size and SHA-256. Raises ExportError naming the file otherwise."""
+    folder = Path(folder)
+    manifest_path = folder / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise ExportError(f"{manifest_path}: missing: {folder} is not a complete exported model "
+                          "(make one with `asr export --model MODEL.pt --onnx DIR`)")
+    manifest = _read_json(manifest_path)
+    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+        raise ExportError(f"{manifest_path}: format {manifest.get('format')!r} version "
+                          f"{manifest.get('format_version')!r}; this toolkit reads {FORMAT!r} version {FORMAT_VERSION}")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or any(name not in files for name in REQUIRED_FILES):
+        raise ExportError(f"{manifest_path}: does not list {' and '.join(REQUIRED_FILES)}")
+    for name, entry in files.items():
+        path = folder / name
+        if name not in BUNDLE_FILES or not isinstance(entry, dict):
+            raise ExportError(f"{manifest_path}: unexpected entry {name!r}")
+        if not path.is_file():
+            raise ExportError(f"{path}: missing (listed in {MANIFEST_FILE})")
+        if path.stat().st_size != entry.get("bytes") or file_sha256(path) != entry.get("sha256"):
+            raise ExportError(f"{path}: does not match its checksum in {MANIFEST_FILE} (corrupt or changed; "
+                              "export the model again)")
+    return manifest
+
+
+def load_exported(folder: str | os.PathLike, threads: int | None = None) -> ExportedModel:
+    """Check and load an exported model folder. threads: onnxruntime's intra-op threads
+    (default: OMP_NUM_THREADS when set, else onnxruntime's choice, one per physical core)."""
+    folder = Path(folder)
+    manifest = verify_export(folder)
+    config_path = folder / CONFIG_FILE
+    config = _read_json(config_path)
+    try:
+        features = _dataclass(FeatureConfig, config["feature_config"])
+        vocab = Vocab(tuple(config["vocab"]), _bpe_model(config.get("bpe_model")))
+        mean, std = tuple(config["cmvn"]["mean"]), tuple(config["cmvn"]["std"])
+        frame_stack = int(config["frame_stack"])
+        section = config.get("decoding") or {}
+        decoding = _dataclass(DecodeConfig, section.get("config") or {})
+        lm_name, lexicon_name = section.get("lm"), section.get("lexicon")
+    except (KeyError, TypeError, ValueError, ASRError) as err:
+        raise ExportError(f"{config_path}: bad or incomplete configuration ({type(err).__name__}: {err})") from None
+    for name in (lm_name, lexicon_name):
+        if name is not None and name not in manifest["files"]:
+            raise ExportError(f"{config_path}: names {name}, which {MANIFEST_FILE} does not list")
+    lm_arpa = (folder / lm_name).read_text(encoding="utf-8") if lm_name else None
+    lexicon = None
+    if lexicon_name:
+        from asr.lm import read_lexicon
+
+        lexicon = tuple(read_lexicon(folder / lexicon_name))
+    return ExportedModel(
+        path=str(folder), session=_session(folder / MODEL_FILE, threads), features=features, mean=mean, std=std,
+        vocab=vocab, frame_stack=frame_stack, decoding=decoding, lm_arpa=lm_arpa, lexicon=lexicon,
+    )
+
+
+class OnnxTranscriber(Transcriber):
+    """asr.transcribe.Transcriber for an ExportedModel: onnxruntime on the CPU, the numpy front end."""
+
+    def __init__(self, exported: ExportedModel, batch_size: int = 16, decoding: DecodeConfig | None = None) -> None:
+        self.loaded = exported
+        self.device = "cpu (onnxruntime)"
+        self.batch_size = batch_size
+        self.decode = exported.decoder(decoding)
+        self.front_end = exported.front_end
+        self.forward = exported.forward
+
+
+def _session(path: Path, threads: int | None):
+    try:
+        import onnxruntime
+    except ImportError as err:
+        raise ASRError(f"{path}: running an exported model needs onnxruntime ({err})") from None
+    options = onnxruntime.SessionOptions()
+    threads = threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
+    if threads > 0:
+        options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only: no warnings about unused initializers on stderr
+    try:
+        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises its own types for unreadable graphs
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ExportError(f"{path}: onnxruntime cannot load it ({first_line})") from None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as err:
+        raise ExportError(f"{path}: not readable JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise ExportError(f"{path}: expected a JSON object")
+    return data
+
+
+def _dataclass(cls, data: dict):
+    unknown = set(data) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no fields {sorted(unknown)}")
+    return cls(**data)
+
+
+def _bpe_model(encoded: str | None) -> bytes | None:
+    if encoded is None:
+        return None
+    import base64
+
+    return base64.b64decode(encoded, validate=True)
