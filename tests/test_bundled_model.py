@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from asr.checkpoint import load_model
-from asr.cli import BUNDLED_MODEL
+from asr.cli import BUNDLED_CHECKPOINT, BUNDLED_MODEL
+from asr.runtime import load_exported
 
 from .conftest import REPO
 
@@ -16,12 +17,15 @@ ASR = str(Path(sys.executable).with_name("asr"))
 
 
 def test_bundled_model_is_small_and_carries_its_lm():
-    assert BUNDLED_MODEL.stat().st_size <= 20 * 1024 * 1024
-    loaded = load_model(BUNDLED_MODEL)
+    assert BUNDLED_CHECKPOINT.stat().st_size <= 20 * 1024 * 1024
+    assert sum(p.stat().st_size for p in BUNDLED_MODEL.iterdir()) <= 20 * 1024 * 1024
+    loaded = load_model(BUNDLED_CHECKPOINT)
     assert loaded.model.num_parameters() <= 10_000_000
     assert loaded.decoding.decoder == "beam" and loaded.lm_arpa.startswith("\\data\\") and loaded.lexicon
+    exported = load_exported(BUNDLED_MODEL)  # the form `asr transcribe` runs: the same decoding, LM and lexicon
+    assert (exported.decoding, exported.lm_arpa, exported.lexicon) == (loaded.decoding, loaded.lm_arpa, loaded.lexicon)
     for name in ("MODEL_CARD.md", "LICENSE-AN4"):
-        assert (BUNDLED_MODEL.parent / name).is_file()
+        assert (BUNDLED_CHECKPOINT.parent / name).is_file()
 
 
 def test_transcribe_with_no_model_uses_the_bundled_one_and_gets_the_example_right():

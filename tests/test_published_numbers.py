@@ -2,7 +2,9 @@
 
 The expected WERs are read from asr/pretrained/an4_blstm/MODEL_CARD.md, so this test follows the
 card when the model (and its card) change. Decodes the 130 test utterances twice: greedy, and
-the model's own decoding (beam search + its word 3-gram LM). Skipped only when AN4 is absent.
+the model's own decoding (beam search + its word 3-gram LM), with the PyTorch checkpoint and with
+its exported form (what `asr transcribe` runs), whose transcripts must be the same.
+Skipped only when AN4 is absent.
 """
 
 from __future__ import annotations
@@ -14,16 +16,17 @@ import sys
 import pytest
 
 from asr.checkpoint import load_model
-from asr.cli import BUNDLED_MODEL
+from asr.cli import BUNDLED_CHECKPOINT, BUNDLED_MODEL
 from asr.manifest import read_manifest
 from asr.decode import DecodeConfig, make_decoder
 from asr.metrics import error_rates
+from asr.runtime import OnnxTranscriber, load_exported
 from asr.transcribe import Transcriber
 from asr.tuning import decode_all
 
 from .test_recipe import PREPARE
 
-MODEL_CARD = BUNDLED_MODEL.parent / "MODEL_CARD.md"
+MODEL_CARD = BUNDLED_CHECKPOINT.parent / "MODEL_CARD.md"
 TOLERANCE = 0.1  # WER percentage points
 
 
@@ -50,14 +53,19 @@ def test_bundled_model_scores_the_wers_its_card_states_on_an4_test(an4_dir, tmp_
     assert len(test) == 130
     references = [u.text for u in test]
 
-    loaded = load_model(BUNDLED_MODEL)
+    loaded = load_model(BUNDLED_CHECKPOINT)
     assert loaded.decoding.decoder == "beam" and loaded.lm_arpa is not None  # its own decoding: beam + LM
-    log_probs = Transcriber(loaded, "cpu", batch_size=32).log_probs([u.audio for u in test])
-    measured = {
-        "greedy": error_rates(references, decode_all(make_decoder(loaded.vocab, DecodeConfig()), log_probs,
-                                                     loaded.vocab)).wer * 100,
-        "beam_lm": error_rates(references, decode_all(loaded.decoder(), log_probs, loaded.vocab)).wer * 100,
-    }
     expected = card_test_wers(MODEL_CARD.read_text(encoding="utf-8"))
-    for decoding, wer in expected.items():
-        assert measured[decoding] == pytest.approx(wer, abs=TOLERANCE), (decoding, measured)
+    exported = load_exported(BUNDLED_MODEL)
+    texts = {}
+    for name, transcriber in (("pytorch", Transcriber(loaded, "cpu", batch_size=32)),
+                              ("onnx", OnnxTranscriber(exported, batch_size=32))):
+        log_probs = transcriber.log_probs([u.audio for u in test])
+        texts[name] = {
+            "greedy": decode_all(make_decoder(loaded.vocab, DecodeConfig()), log_probs, loaded.vocab),
+            "beam_lm": decode_all(transcriber.loaded.decoder(), log_probs, loaded.vocab),
+        }
+        for decoding, wer in expected.items():
+            measured = error_rates(references, texts[name][decoding]).wer * 100
+            assert measured == pytest.approx(wer, abs=TOLERANCE), (name, decoding, measured)
+    assert texts["onnx"] == texts["pytorch"]

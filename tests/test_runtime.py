@@ -1,0 +1,257 @@
+"""The torch-free runtime: ONNX export round trip, numpy front end parity, no torch imported,
+corrupt or incomplete export folders, and the CLI's choice of path."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import asr.transcribe as transcribe_module
+from asr.audio import load_audio
+from asr.checkpoint import load_model
+from asr.cli import BUNDLED_CHECKPOINT, BUNDLED_MODEL
+from asr.features import FeatureConfig, FrontEnd
+from asr.numpy_features import NumpyFrontEnd, log_mel as numpy_log_mel
+from asr.onnx_export import export_onnx
+from asr.runtime import ExportError, OnnxTranscriber, file_sha256, load_exported, verify_export
+from asr.transcribe import Transcriber
+
+from .conftest import REPO, run_asr
+
+EXAMPLE = REPO / "examples" / "an4_test_example.wav"  # real AN4 speech (2.4 s), shipped with the repository
+FEATURE_TOLERANCE = 1e-4  # normalised features: float32 rounding of two FFTs and filterbank products
+LOG_PROB_TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> Path:
+    """The bundled checkpoint exported afresh (the round trip, not the committed folder)."""
+    out = tmp_path_factory.mktemp("export") / "onnx"
+    export_onnx(BUNDLED_CHECKPOINT, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def an4_files(an4_dir) -> list[Path]:
+    """Ten AN4 test utterances: lengths with every remainder modulo the model's frame stacking."""
+    files = sorted((an4_dir / "wav" / "an4test_clstk").rglob("*.wav"))[:10]
+    assert len(files) == 10
+    return files
+
+
+# --- front end ------------------------------------------------------------------------------------
+
+
+def speech_blocks(samples: np.ndarray, seconds: float) -> list[np.ndarray]:
+    size = round(seconds * 16_000)
+    return [samples[i : i + size] for i in range(0, len(samples), size)]
+
+
+@pytest.mark.parametrize("level_norm", [False, True])
+def test_numpy_front_end_equals_the_torch_front_end_on_speech(level_norm):
+    loaded = load_model(BUNDLED_CHECKPOINT)
+    config = dataclasses.replace(loaded.features, level_norm=level_norm)
+    torch_front, numpy_front = FrontEnd(config, loaded.cmvn), NumpyFrontEnd(config, loaded.cmvn.mean, loaded.cmvn.std)
+    speech = load_audio(EXAMPLE)
+    # with a quiet copy after it, so that streamed blocks differ in level
+    samples = np.concatenate([speech, 0.05 * speech, speech[: len(speech) // 2]])
+    whole = numpy_front(samples)
+    assert whole.dtype == np.float32
+    np.testing.assert_allclose(whole, torch_front(samples).numpy(), atol=FEATURE_TOLERANCE, rtol=0)
+    for seconds in (0.7, 1.5):  # blocks shorter than STREAM_MIN_LEVEL_FRAMES keep the level before them
+        blocks = speech_blocks(samples, seconds)
+        streamed = np.concatenate(list(numpy_front.stream(iter(blocks))))
+        expected = torch.cat(list(torch_front.stream(iter(blocks)))).numpy()
+        assert streamed.shape == expected.shape == whole.shape
+        np.testing.assert_allclose(streamed, expected, atol=FEATURE_TOLERANCE, rtol=0)
+
+
+def test_numpy_log_mel_equals_torchaudio_for_other_settings():
+    from asr.features import log_mel
+
+    config = FeatureConfig(n_mels=40, n_fft=400, f_min=20.0, f_max=7000.0, hop_ms=12.5)
+    samples = load_audio(EXAMPLE)
+    np.testing.assert_allclose(numpy_log_mel(samples, config), log_mel(samples, config).numpy(), atol=1e-4, rtol=1e-5)
+
+
+# --- the exported graph ---------------------------------------------------------------------------
+
+
+def assert_log_probs_match(exported: Path, feats: list[torch.Tensor]) -> None:
+    loaded, model = load_model(BUNDLED_CHECKPOINT), load_exported(exported)
+    expected, expected_lens = transcribe_module.batch_log_probs(loaded.model, feats)
+    log_probs, out_lens = model.forward([f.numpy() for f in feats])
+    np.testing.assert_array_equal(out_lens, expected_lens.numpy())
+    for row, length in enumerate(out_lens):  # padding frames are not compared
+        np.testing.assert_allclose(log_probs[row, :length], expected[row, :length].numpy(),
+                                   atol=LOG_PROB_TOLERANCE, rtol=0)
+
+
+def test_exported_graph_gives_the_model_log_probs_on_the_example(exported):
+    front_end = load_model(BUNDLED_CHECKPOINT).front_end
+    feats = front_end(load_audio(EXAMPLE))
+    # one utterance, and a batch of three lengths (each remainder modulo frame stacking 3) with padding
+    assert_log_probs_match(exported, [feats])
+    assert_log_probs_match(exported, [feats, feats[:-1], feats[:-2]])
+
+
+@pytest.mark.an4
+def test_exported_graph_gives_the_model_log_probs_on_an4_test(exported, an4_files):
+    front_end = load_model(BUNDLED_CHECKPOINT).front_end
+    feats = [front_end(load_audio(path)) for path in an4_files]
+    assert {f.shape[0] % 3 for f in feats} == {0, 1, 2}
+    assert_log_probs_match(exported, feats)
+
+
+def test_export_is_reproducible_and_its_manifest_lists_every_file(exported, tmp_path):
+    manifest = json.loads((exported / "manifest.json").read_text())
+    assert manifest["source"]["sha256"] == file_sha256(BUNDLED_CHECKPOINT)
+    assert set(manifest["files"]) == {"model.onnx", "config.json", "lm.arpa", "lexicon.txt"}
+    assert manifest["exported_with"]["torch"] == torch.__version__.split("+")[0]
+    again = tmp_path / "again"
+    export_onnx(BUNDLED_CHECKPOINT, again)
+    assert (again / "manifest.json").read_bytes() == (exported / "manifest.json").read_bytes()
+
+
+def test_the_bundled_onnx_folder_is_the_export_of_the_bundled_checkpoint(exported):
+    """Regenerate with: asr export --model asr/pretrained/an4_blstm/model.pt --onnx asr/pretrained/an4_blstm/onnx"""
+    verify_export(BUNDLED_MODEL)
+    shipped = json.loads((BUNDLED_MODEL / "manifest.json").read_text())
+    assert shipped["source"]["sha256"] == file_sha256(BUNDLED_CHECKPOINT), "model.pt changed: export it again"
+    fresh = json.loads((exported / "manifest.json").read_text())
+    assert shipped["files"] == fresh["files"]
+
+
+def test_int8_export_runs_and_is_smaller(untrained_model, tmp_path):
+    export_onnx(untrained_model, tmp_path / "fp32")
+    export_onnx(untrained_model, tmp_path / "int8", int8=True)
+    fp32, int8 = load_exported(tmp_path / "fp32"), load_exported(tmp_path / "int8")
+    assert "int8" in json.loads((tmp_path / "int8" / "config.json").read_text())["weights"]
+    assert (tmp_path / "int8" / "model.onnx").stat().st_size < (tmp_path / "fp32" / "model.onnx").stat().st_size
+    feats = [np.random.default_rng(0).standard_normal((50, 80)).astype(np.float32)]
+    (a, _), (b, _) = fp32.forward(feats), int8.forward(feats)
+    assert a.shape == b.shape and np.abs(a - b).max() < 0.5  # quantisation error, not a different model
+
+
+# --- same transcripts, same behaviour -------------------------------------------------------------
+
+
+def test_runtime_transcribes_as_the_pytorch_path_short_and_streamed(exported, tmp_path, monkeypatch):
+    long = tmp_path / "long.wav"
+    sf.write(long, np.tile(load_audio(EXAMPLE), 3), 16_000)
+    torch_path = Transcriber(load_model(BUNDLED_CHECKPOINT))
+    onnx_path = OnnxTranscriber(load_exported(exported))
+    inputs = [(str(EXAMPLE), None), (str(tmp_path / "missing.wav"), None)]
+    for greedy in (False, True):
+        decoding = dataclasses.replace(torch_path.loaded.decoding, decoder="greedy") if greedy else None
+        expected = list(Transcriber(torch_path.loaded, decoding=decoding).transcribe(inputs))
+        assert list(OnnxTranscriber(onnx_path.loaded, decoding=decoding).transcribe(inputs)) == expected
+        assert expected[0].text == EXAMPLE.with_suffix(".txt").read_text().strip() and expected[1].error
+    monkeypatch.setattr(transcribe_module, "LONG_AUDIO_SECONDS", 5.0)  # the 7.2 s file is streamed in windows
+    monkeypatch.setattr(transcribe_module, "WINDOW_SECONDS", 2.0)
+    (streamed,) = onnx_path.transcribe([(str(long), None)])
+    (expected,) = torch_path.transcribe([(str(long), None)])
+    assert streamed.text == expected.text and streamed.text.count("J P E G FOUR") == 3
+    assert [w.word for w in streamed.words] == [w.word for w in expected.words]
+
+
+NO_TORCH = """
+import sys
+from asr.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exit:  # --help
+    code = exit.code
+print("imported:", sorted(m for m in ("torch", "torchaudio", "librosa") if m in sys.modules))
+sys.exit(code)
+"""
+
+
+def run_cli_reporting_imports(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", NO_TORCH, *argv], capture_output=True, encoding="utf-8", timeout=300)
+
+
+def test_transcribe_with_the_bundled_model_never_imports_torch():
+    expected = EXAMPLE.with_suffix(".txt").read_text().strip()
+    for flags in ([], ["--decoder", "greedy"], ["--format", "jsonl"]):
+        result = run_cli_reporting_imports("transcribe", *flags, str(EXAMPLE))
+        assert result.returncode == 0, result.stderr
+        *output, imported = result.stdout.splitlines()
+        assert imported == "imported: []"
+        assert expected in output[0]
+
+
+def test_cli_runs_a_checkpoint_with_pytorch_and_a_folder_with_onnxruntime(exported, tmp_path):
+    with_torch = run_cli_reporting_imports("transcribe", "--model", str(BUNDLED_CHECKPOINT), str(EXAMPLE))
+    without = run_cli_reporting_imports("transcribe", "--model", str(exported), str(EXAMPLE))
+    assert with_torch.returncode == without.returncode == 0
+    assert with_torch.stdout.splitlines()[-1] == "imported: ['torch', 'torchaudio']"
+    assert without.stdout.splitlines()[-1] == "imported: []"
+    assert with_torch.stdout.splitlines()[0] == without.stdout.splitlines()[0]
+    cuda = run_asr("transcribe", "--model", str(exported), "--device", "cuda", str(EXAMPLE))
+    assert cuda.returncode == 1 and cuda.stderr.splitlines() == [
+        f"asr: error: {exported}: an exported model runs on the CPU (onnxruntime); --device cuda needs the PyTorch "
+        "checkpoint"]
+
+
+def test_help_imports_no_torch():
+    for argv in (["--help"], ["transcribe", "--help"], ["export", "--help"]):
+        result = run_cli_reporting_imports(*argv)
+        assert result.returncode == 0 and "usage: asr" in result.stdout
+        assert result.stdout.splitlines()[-1] == "imported: []"
+
+
+# --- corrupt or incomplete folders ----------------------------------------------------------------
+
+
+def damaged_copy(exported: Path, tmp_path: Path, damage) -> Path:
+    folder = tmp_path / "damaged"
+    shutil.copytree(exported, folder)
+    damage(folder)
+    return folder
+
+
+def flip_a_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage, named, problem", [
+    (lambda f: flip_a_byte(f / "model.onnx"), "model.onnx", "does not match its checksum in manifest.json"),
+    (lambda f: (f / "lm.arpa").write_text("\\data\\\n"), "lm.arpa", "does not match its checksum"),
+    (lambda f: (f / "lexicon.txt").unlink(), "lexicon.txt", "missing (listed in manifest.json)"),
+    (lambda f: (f / "manifest.json").unlink(), "manifest.json", "missing"),
+    (lambda f: (f / "manifest.json").write_text("{"), "manifest.json", "not readable JSON"),
+])
+def test_a_damaged_export_is_one_error_line_naming_the_file(exported, tmp_path, damage, named, problem):
+    folder = damaged_copy(exported, tmp_path, damage)
+    with pytest.raises(ExportError, match=f"^{re.escape(f'{folder / named}: {problem}')}"):
+        load_exported(folder)
+    result = run_asr("transcribe", "--model", str(folder), str(EXAMPLE))
+    assert result.returncode == 1 and result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"asr: error: {folder / named}: {problem}")
+
+
+def test_a_config_that_matches_its_checksum_but_not_the_format_is_named(exported, tmp_path):
+    def rewrite_config(folder: Path) -> None:
+        (folder / "config.json").write_text('{"vocab": []}')
+        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest["files"]["config.json"] = {"bytes": (folder / "config.json").stat().st_size,
+                                            "sha256": file_sha256(folder / "config.json")}
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+
+    folder = damaged_copy(exported, tmp_path, rewrite_config)
+    with pytest.raises(ExportError, match=f"^{folder / 'config.json'}: bad or incomplete configuration"):
+        load_exported(folder)
