@@ -90,8 +90,18 @@ def versions() -> dict:
         "torch": torch.__version__,
         "torchaudio": torchaudio.__version__,
         "numpy": numpy.__version__,
+        "onnxruntime": _version("onnxruntime"),
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
     }
+
+
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
 
 def markdown_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
