@@ -255,3 +255,17 @@ def test_a_config_that_matches_its_checksum_but_not_the_format_is_named(exported
     folder = damaged_copy(exported, tmp_path, rewrite_config)
     with pytest.raises(ExportError, match=f"^{folder / 'config.json'}: bad or incomplete configuration"):
         load_exported(folder)
+
+
+def test_decode_runs_an_exported_folder_without_torch(tmp_path):
+    from asr.manifest import Utterance, write_manifest
+
+    text = EXAMPLE.with_suffix(".txt").read_text().strip()
+    write_manifest(tmp_path / "m.jsonl", [Utterance("ex", str(EXAMPLE), 2.4, text)])
+    result = run_cli_reporting_imports("decode", "--model", str(BUNDLED_MODEL), "--manifest", str(tmp_path / "m.jsonl"),
+                                       "--out", str(tmp_path / "hyp.jsonl"), "--stats", str(tmp_path / "stats.json"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "imported: []"
+    assert json.loads((tmp_path / "hyp.jsonl").read_text()) == {"id": "ex", "text": text}
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["utterances"] == 1 and stats["threads"] >= 1 and "onnxruntime" in stats["device"]
