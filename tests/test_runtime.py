@@ -269,3 +269,19 @@ def test_decode_runs_an_exported_folder_without_torch(tmp_path):
     assert json.loads((tmp_path / "hyp.jsonl").read_text()) == {"id": "ex", "text": text}
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["utterances"] == 1 and stats["threads"] >= 1 and "onnxruntime" in stats["device"]
+
+
+def test_export_command_writes_a_folder_transcribe_runs(untrained_model, tmp_path, capsys):
+    from asr.cli import main
+
+    assert main(["export", "--model", str(untrained_model), "--onnx", str(tmp_path / "onnx")]) == 0
+    assert f"-> {tmp_path / 'onnx'}/ (model.onnx, config.json;" in capsys.readouterr().err  # no LM: no lm.arpa
+    verify_export(tmp_path / "onnx")
+    assert main(["transcribe", "--model", str(tmp_path / "onnx"), str(EXAMPLE)]) == 0
+    assert capsys.readouterr().out.startswith(f"{EXAMPLE}\t")
+    assert main(["export", "--model", str(untrained_model), "--onnx", str(tmp_path / "x"), "--fp16"]) == 1
+    assert main(["export", "--model", str(untrained_model), "--out", str(tmp_path / "x.pt"), "--int8"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "asr: error: --fp16 applies to --out; an ONNX export stores weights as the checkpoint holds them "
+        "(float16 when they are float16), or int8 with --int8",
+        "asr: error: --int8 applies to --onnx"]
