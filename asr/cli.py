@@ -170,6 +170,8 @@ def _transcriber(args: argparse.Namespace):
                            ("lm_weight", args.lm_weight), ("word_score", args.word_score))
         if value is not None
     }
+    if args.model.endswith(".onnx") and os.path.isfile(args.model):
+        args.model = os.path.dirname(args.model) or "."  # the graph alone cannot transcribe: its folder can
     if os.path.isdir(args.model):
         from asr.runtime import OnnxTranscriber, load_exported
 

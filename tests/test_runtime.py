@@ -198,6 +198,8 @@ def test_cli_runs_a_checkpoint_with_pytorch_and_a_folder_with_onnxruntime(export
     assert with_torch.stdout.splitlines()[-1] == "imported: ['torch', 'torchaudio']"
     assert without.stdout.splitlines()[-1] == "imported: []"
     assert with_torch.stdout.splitlines()[0] == without.stdout.splitlines()[0]
+    graph = run_cli_reporting_imports("transcribe", "--model", str(exported / "model.onnx"), str(EXAMPLE))
+    assert graph.returncode == 0 and graph.stdout == without.stdout  # the graph file means its folder
     cuda = run_asr("transcribe", "--model", str(exported), "--device", "cuda", str(EXAMPLE))
     assert cuda.returncode == 1 and cuda.stderr.splitlines() == [
         f"asr: error: {exported}: an exported model runs on the CPU (onnxruntime); --device cuda needs the PyTorch "
