@@ -178,8 +178,8 @@ def _add_plot_commands(commands) -> None:
     plot = commands.add_parser("plot", help="pictures (needs the plot extra: pip install 'asr[plot]')"
                                ).add_subparsers(dest="plot_command", required=True, metavar="WHAT")
     p = plot.add_parser("run", help="loss, learning rate, dev WER and per-layer gradient norms of a training run")
-    p.add_argument("run_dir", help="a train.out_dir (reads its metrics.csv)")
-    p.add_argument("--out", help="PNG to write (default: <run_dir>/training.png)")
+    p.add_argument("run_dir", help="a train.out_dir (reads its metrics.csv), or a metrics.csv file (.csv or .csv.gz)")
+    p.add_argument("--out", help="PNG to write (default: <run_dir>/training.png, or <file name>.png beside the file)")
     p = plot.add_parser("audio", help="what the model hears: waveform, normalised log-mel, CTC posteriorgram, words")
     p.add_argument("audio", help="an audio file")
     p.add_argument("--model", default=str(BUNDLED_MODEL), help="checkpoint (default: the bundled AN4 model)")
@@ -242,7 +242,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from asr import plot
 
     if args.plot_command == "run":
-        out = args.out or os.path.join(args.run_dir, "training.png")
+        run = Path(args.run_dir)
+        out = args.out or (run / "training.png" if run.is_dir() else run.with_name(run.name.split(".")[0] + ".png"))
         plot.plot_run(args.run_dir, out)
     else:
         out = args.out or Path(args.audio).with_suffix(".png").name
