@@ -320,9 +320,13 @@ def cmd_decode(args: argparse.Namespace) -> int:
     transcriber = _transcriber(args)
     started = time.monotonic()
     failed, audio_seconds = 0, 0.0
+    from tqdm import tqdm
+
     with atomic_write(args.out) as out:
         results = transcriber.transcribe((u.audio, None) for u in utterances)
-        for utt, result in zip(utterances, results):
+        bar = tqdm(utterances, desc=f"decoding {os.path.basename(args.manifest)}", unit="utt", leave=False,
+                   disable=not sys.stderr.isatty())
+        for utt, result in zip(bar, results):
             if result.error is not None:
                 failed += 1
                 print(f"asr: error: {utt.id}: {result.error}", file=sys.stderr)
@@ -458,13 +462,22 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
     refs = [u.text for u in utterances]
     greedy = error_rates(refs, decode_all(make_decoder(vocab, DecodeConfig()), emissions, vocab))
     print(f"greedy: {greedy.summary()}")
+    points, started = len(args.lm_weights) * len(word_scores), time.monotonic()
+    done = iter(range(1, points + 1))
+
+    def report(c, r) -> None:  # one line per grid point: how far the search is, and how long is left
+        n = next(done)
+        left = (time.monotonic() - started) / n * (points - n)
+        print(f"[{n}/{points}, {left:.0f} s left] lm_weight={c.lm_weight:<5g} word_score={c.word_score:<5g} "
+              f"{r.summary()}", flush=True)
+
     results = tune_lm(
         emissions, refs, vocab, arpa, lexicon,
         lm_weights=args.lm_weights,
         word_scores=word_scores,
         base=DecodeConfig(decoder="beam", beam_size=args.beam_size),
         lm_source=args.lm,
-        report=lambda c, r: print(f"lm_weight={c.lm_weight:<5g} word_score={c.word_score:<5g} {r.summary()}", flush=True),
+        report=report,
     )
     config, report = results[0]
     print(f"best: lm_weight={config.lm_weight:g} word_score={config.word_score:g} {report.summary()}")
