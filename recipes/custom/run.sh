@@ -38,7 +38,7 @@ while [ $# -gt 0 ]; do
     --exp-dir) exp=$2; shift 2 ;;
     --dev-fraction) dev_fraction=$2; shift 2 ;;
     --text) text_mode=$2; shift 2 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
