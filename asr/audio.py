@@ -66,6 +66,31 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
+def read_segment(path: str | os.PathLike, start: float, end: float | None = None) -> tuple[np.ndarray, int, str]:
+    """The samples of `path` from `start` to `end` seconds (None: to the end), as stored: no downmix,
+    no resampling (what Kaldi's extract-segments cuts for a `segments` line).
+
+    Sample indices are round(seconds * file rate), so a segment is exactly the slice a user cuts by
+    hand from the whole file. Returns (samples (N, channels) float32, file rate, file subtype).
+    Raises:
+        AudioError: unreadable file, or a segment that is empty or starts past the end.
+    """
+    _check_readable(path)
+    try:
+        with sf.SoundFile(str(path)) as audio:
+            rate, frames, subtype = audio.samplerate, audio.frames, audio.subtype
+            first = round(start * rate)
+            last = frames if end is None else min(frames, round(end * rate))
+            if first >= last:
+                raise AudioError(f"{path}: segment {start:g}-{end if end is not None else 'end'} s holds no samples "
+                                 f"(the file has {frames / rate:.2f} s)")
+            audio.seek(first)
+            samples = audio.read(last - first, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as err:
+        raise AudioError(f"{path}: not readable as audio ({_describe(err)})") from None
+    return samples, rate, subtype
+
+
 def resample(samples: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
     """Band-limited resampling of samples (N,) from orig_rate to target_rate (soxr, high quality):
     (ceil(N * target_rate / orig_rate),), trimmed or zero-padded to that length as librosa does."""

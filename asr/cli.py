@@ -146,7 +146,118 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--config", help="YAML config whose 'features' section to use (default: FeatureConfig())")
+    _add_data_commands(commands)
+    _add_plot_commands(commands)
     return parser
+
+
+def _add_data_commands(commands) -> None:
+    data = commands.add_parser("data", help="bring your own corpus: import, validate or split a Kaldi/ESPnet data "
+                               "directory or a CSV/TSV/JSONL table").add_subparsers(dest="data_command", required=True,
+                                                                                    metavar="ACTION")
+    for name, text in (("validate", "check a corpus the way Kaldi's validate_data_dir.sh does; every problem with "
+                        "its file and line; exit 1 if there is any"),
+                       ("import", "check a corpus and write the usable utterances as a manifest (problems are "
+                        "reported and their utterances left out)")):
+        p = data.add_parser(name, help=text)
+        p.add_argument("source", help="a data directory (wav.scp, text, [segments], [utt2spk]) or a .csv/.tsv/.jsonl "
+                       "table with audio path and transcript columns")
+        if name == "import":
+            p.add_argument("--out", required=True, help="the manifest to write (JSONL)")
+            p.add_argument("--wav-dir", help="where utterances cut from longer recordings (segments) are written "
+                           "(default: <out without .jsonl>_wav/)")
+            p.add_argument("--strict", action="store_true", help="write nothing and exit 1 if there is any problem")
+        p.add_argument("--vocab", help="report characters outside this vocabulary (vocab.json), or outside the "
+                       "characters of this manifest's transcripts (.jsonl, e.g. the training set)")
+        p.add_argument("--text", choices=["normalise", "keep"], default="normalise",
+                       help="normalise: upper-case English letters, digits, apostrophes (asr.text); keep: as written "
+                       "(other languages), whitespace collapsed (default: normalise)")
+        p.add_argument("--min-duration", type=float, default=0.1, help="seconds (default: 0.1)")
+        p.add_argument("--max-duration", type=float, default=60.0, help="seconds (default: 60)")
+    p = data.add_parser("split", help="hold out whole speakers of a manifest as a dev set")
+    p.add_argument("manifest")
+    p.add_argument("--dev-fraction", type=float, default=0.1, help="at least this share of utterances (default 0.1)")
+    p.add_argument("--train-out", required=True)
+    p.add_argument("--dev-out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _add_plot_commands(commands) -> None:
+    plot = commands.add_parser("plot", help="pictures (needs the plot extra: pip install 'asr[plot]')"
+                               ).add_subparsers(dest="plot_command", required=True, metavar="WHAT")
+    p = plot.add_parser("run", help="loss, learning rate, dev WER and per-layer gradient norms of a training run")
+    p.add_argument("run_dir", help="a train.out_dir (reads its metrics.csv), or a metrics.csv file (.csv or .csv.gz)")
+    p.add_argument("--out", help="PNG to write (default: <run_dir>/training.png, or <file name>.png beside the file)")
+    p = plot.add_parser("audio", help="what the model hears: waveform, normalised log-mel, CTC posteriorgram, words")
+    p.add_argument("audio", help="an audio file")
+    p.add_argument("--model", default=str(BUNDLED_MODEL), help="checkpoint (default: the bundled AN4 model)")
+    p.add_argument("--out", help="PNG to write (default: <audio name>.png in the current folder)")
+    p.add_argument("--top", type=positive_int, default=8, help="tokens shown in the posteriorgram (default: 8)")
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from asr import corpus as c
+
+    if args.data_command == "split":
+        from asr.manifest import read_manifest, write_manifest
+
+        train, dev, note = c.split_by_speaker(read_manifest(args.manifest), args.dev_fraction, args.seed)
+        write_manifest(args.train_out, train)
+        write_manifest(args.dev_out, dev)
+        print(f"{args.manifest}: {note}; {len(train)} train -> {args.train_out}, {len(dev)} dev -> {args.dev_out}",
+              file=sys.stderr)
+        return EXIT_OK
+    alphabet = None
+    if args.vocab:
+        if args.vocab.endswith(".jsonl"):
+            from asr.manifest import read_manifest
+
+            alphabet = frozenset(ch for u in read_manifest(args.vocab, check_audio=False) for ch in u.text) | {" "}
+        else:
+            from asr.text import Vocab
+
+            alphabet = Vocab.load(args.vocab).alphabet
+    check = c.CheckConfig(text=args.text, alphabet=alphabet, min_duration=args.min_duration,
+                          max_duration=args.max_duration)
+    corpus = c.read_corpus(args.source, check)
+    for problem in corpus.problems:
+        print(f"asr: {'error' if problem.dropped else 'warning'}: {problem}", file=sys.stderr)
+    hours = sum(u.duration for u in corpus.utterances) / 3600
+    summary = (f"{args.source}: {len(corpus.utterances)} usable utterances ({hours:.2f} h, "
+               f"{len({u.speaker for u in corpus.utterances if u.speaker})} speakers), {len(corpus.problems)} problem(s), "
+               f"{corpus.dropped} utterance(s) left out")
+    if args.data_command == "validate":
+        print(summary)
+        return EXIT_ERROR if corpus.problems or not corpus.utterances else EXIT_OK
+    if not corpus.utterances or (args.strict and corpus.problems):
+        print(f"{summary}; nothing written", file=sys.stderr)
+        return EXIT_ERROR
+    from tqdm import tqdm
+
+    wav_dir = args.wav_dir or (args.out[: -len(".jsonl")] if args.out.endswith(".jsonl") else args.out) + "_wav"
+    with tqdm(total=len(corpus.segments), desc="cutting segments", unit="utt", leave=False,
+              disable=not (corpus.segments and sys.stderr.isatty())) as bar:
+        utterances = c.cut_segments(corpus, wav_dir, bar.update)
+    from asr.manifest import write_manifest
+
+    write_manifest(args.out, utterances)
+    cut = f", {len(corpus.segments)} cut from longer recordings into {wav_dir}" if corpus.segments else ""
+    print(f"{summary}; wrote {args.out}{cut}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from asr import plot
+
+    if args.plot_command == "run":
+        run = Path(args.run_dir)
+        out = args.out or (run / "training.png" if run.is_dir() else run.with_name(run.name.split(".")[0] + ".png"))
+        plot.plot_run(args.run_dir, out)
+    else:
+        out = args.out or Path(args.audio).with_suffix(".png").name
+        plot.plot_audio(args.model, args.audio, out, top=args.top)
+    print(f"-> {out}", file=sys.stderr)
+    return EXIT_OK
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -232,9 +343,13 @@ def cmd_decode(args: argparse.Namespace) -> int:
     transcriber = _transcriber(args)
     started = time.monotonic()
     failed, audio_seconds = 0, 0.0
+    from tqdm import tqdm
+
     with atomic_write(args.out) as out:
         results = transcriber.transcribe((u.audio, None) for u in utterances)
-        for utt, result in zip(utterances, results):
+        bar = tqdm(utterances, desc=f"decoding {os.path.basename(args.manifest)}", unit="utt", leave=False,
+                   disable=not sys.stderr.isatty())
+        for utt, result in zip(bar, results):
             if result.error is not None:
                 failed += 1
                 print(f"asr: error: {utt.id}: {result.error}", file=sys.stderr)
@@ -372,13 +487,22 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
     refs = [u.text for u in utterances]
     greedy = error_rates(refs, decode_all(make_decoder(vocab, DecodeConfig()), emissions, vocab))
     print(f"greedy: {greedy.summary()}")
+    points, started = len(args.lm_weights) * len(word_scores), time.monotonic()
+    done = iter(range(1, points + 1))
+
+    def report(c, r) -> None:  # one line per grid point: how far the search is, and how long is left
+        n = next(done)
+        left = (time.monotonic() - started) / n * (points - n)
+        print(f"[{n}/{points}, {left:.0f} s left] lm_weight={c.lm_weight:<5g} word_score={c.word_score:<5g} "
+              f"{r.summary()}", flush=True)
+
     results = tune_lm(
         emissions, refs, vocab, arpa, lexicon,
         lm_weights=args.lm_weights,
         word_scores=word_scores,
         base=DecodeConfig(decoder="beam", beam_size=args.beam_size),
         lm_source=args.lm,
-        report=lambda c, r: print(f"lm_weight={c.lm_weight:<5g} word_score={c.word_score:<5g} {r.summary()}", flush=True),
+        report=report,
     )
     config, report = results[0]
     print(f"best: lm_weight={config.lm_weight:g} word_score={config.word_score:g} {report.summary()}")
@@ -445,6 +569,7 @@ COMMANDS = {
     "train": cmd_train, "transcribe": cmd_transcribe, "decode": cmd_decode,
     "score": cmd_score, "vocab": cmd_vocab, "cmvn": cmd_cmvn,
     "lm": cmd_lm, "tune-lm": cmd_tune_lm, "export": cmd_export,
+    "data": cmd_data, "plot": cmd_plot,
 }
 
 

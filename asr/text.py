@@ -110,6 +110,11 @@ class Vocab:
     def __len__(self) -> int:
         return len(self.tokens)
 
+    @property
+    def alphabet(self) -> frozenset[str]:
+        """The characters a transcript may use."""
+        return frozenset(self._alphabet)
+
     def unknown_chars(self, text: str) -> set[str]:
         return {c for c in text if c not in self._alphabet}
 

@@ -52,6 +52,7 @@ from asr.manifest import duration_mismatch, read_manifest
 from asr.metrics import ErrorReport, error_rates
 from asr.model import AcousticModel
 from asr.runconfig import RunConfig, pick_device
+from asr.tblog import TensorBoardLog, open_tensorboard
 from asr.text import BLANK_ID, Vocab
 
 PLAIN_PROGRESS_EVERY = 50  # steps between plain progress lines when stderr is not a terminal (logs)
@@ -91,11 +92,12 @@ class ScalarLog:
 
     `rows` counts the data rows in the file. keep_rows=N first drops every row after the N-th:
     a resumed run passes the count its checkpoint saw, so the steps it repeats are not logged twice
-    (nor a half-written last line kept).
+    (nor a half-written last line kept). Rows also go to `tensorboard` (asr.tblog) when given.
     """
 
-    def __init__(self, path: Path, enabled: bool = True, keep_rows: int | None = None) -> None:
-        self.enabled, self.rows = enabled, 0
+    def __init__(self, path: Path, enabled: bool = True, keep_rows: int | None = None,
+                 tensorboard: TensorBoardLog | None = None) -> None:
+        self.enabled, self.rows, self.tensorboard = enabled, 0, tensorboard
         if not enabled:
             return
         if path.exists():
@@ -115,10 +117,14 @@ class ScalarLog:
             self.writer.writerow([step, epoch, name, f"{value:.6g}"])
         self.rows += len(values)
         self.file.flush()
+        if self.tensorboard is not None:
+            self.tensorboard.scalars(step, values)
 
     def close(self) -> None:
         if self.enabled:
             self.file.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
 
 
 def prepare_split(
@@ -413,8 +419,10 @@ class Trainer:
             self.say(f"resumed from {self.last_path}: epoch {self.state.epoch}, step {self.state.step}")
         elif resume:
             self.say(f"no checkpoint at {self.last_path}; starting from scratch")
+        self.tensorboard = open_tensorboard(self.out_dir, tc.tensorboard and self.ranks.is_main,
+                                            purge_step=self.state.step if saved else None)
         self.log = ScalarLog(self.out_dir / "metrics.csv", enabled=self.ranks.is_main,
-                             keep_rows=self.state.log_rows if saved else 0)
+                             keep_rows=self.state.log_rows if saved else 0, tensorboard=self.tensorboard)
 
     def say(self, message: str) -> None:
         if self.ranks.is_main:
@@ -431,6 +439,7 @@ class Trainer:
             f"{len(self.train_set)} train / {len(self.dev_set)} dev utterances; {self.steps_per_epoch} steps/epoch "
             f"on {self.device}" + (f" x {self.ranks.world_size} processes" if self.ranks.enabled else "")
         )
+        self.started, self.first_epoch = time.monotonic(), self.state.epoch
         try:
             while self.state.epoch < tc.epochs:
                 epoch_seconds, speed = self.train_epoch()
@@ -510,10 +519,14 @@ class Trainer:
         state.epoch += 1
         state.batches_done = 0
         if self.ranks.is_main:
-            report, _ = evaluate(self.model, self.dev_set, self.vocab, self.device, tc.max_frames)
+            report, hyps = evaluate(self.model, self.dev_set, self.vocab, self.device, tc.max_frames)
             improved = self.record_if_best(report)
             self.log.log(state.step, epoch, dev_wer=report.wer, dev_cer=report.cer, epoch_seconds=epoch_seconds,
                          realtime_factor=speed)
+            if self.tensorboard is not None:
+                utts = self.dev_set.utterances
+                self.tensorboard.transcripts(state.step, [u.id for u in utts], {u.id: u.text for u in utts}, hyps)
+                self.tensorboard.flush()
             self.save(self.last_path)
             if improved or tc.keep == "last":
                 self.save(self.best_path)
@@ -521,9 +534,18 @@ class Trainer:
                 save_checkpoint(self.epoch_path(state.epoch), self.model_payload())
             self.say(
                 f"epoch {epoch + 1}/{tc.epochs}: dev WER {100 * report.wer:.2f}% CER {100 * report.cer:.2f}%"
-                f"{' (best)' if improved else ''}  {epoch_seconds:.1f}s, {speed:.0f}x real time"
+                f"{' (best)' if improved else ''}  {epoch_seconds:.1f}s, {speed:.0f}x real time{self.eta()}"
             )
         self.ranks.barrier()  # the others wait for rank 0's evaluation and checkpoint
+
+    def eta(self) -> str:
+        """', about N min left' from the mean time of the epochs this process ran (empty when done)."""
+        tc, done = self.config.train, self.state.epoch
+        ran = done - self.first_epoch
+        if ran <= 0 or done >= tc.epochs:
+            return ""
+        left = (time.monotonic() - self.started) / ran * (tc.epochs - done)
+        return f", about {left / 60:.0f} min left" if left >= 90 else f", about {left:.0f} s left"
 
     def average_last_epochs(self) -> None:
         """Average the last train.average_last epochs' weights; keep the average as best.pt when it

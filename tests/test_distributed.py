@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import os
 import subprocess
 import sys
@@ -80,6 +81,8 @@ def test_distributed_training_matches_a_single_process_with_the_same_global_batc
                          capture_output=True, text=True, env=env, timeout=300)
     assert ddp.returncode == 0, ddp.stdout + ddp.stderr
     assert "x 2 processes" in ddp.stdout + ddp.stderr
+    if importlib.util.find_spec("tensorboard") is not None:  # event files come from rank 0 alone
+        assert len(list((tmp_path / "ddp" / "tensorboard").glob("events.out.tfevents.*"))) == 1
 
     single_losses, ddp_losses = read_losses(tmp_path / "single"), read_losses(tmp_path / "ddp")
     assert len(single_losses) == len(ddp_losses) == 4  # 8 utterances / global batch 4, 2 epochs

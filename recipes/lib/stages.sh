@@ -42,12 +42,14 @@ download() {  # download URL FILE HINT: fetch URL to FILE (through FILE.part) un
   mv "$2.part" "$2"
 }
 
-run_stage() {  # run_stage N "title" command...: runs the command when N is within --stage/--stop-stage
-  local number=$1 title=$2
+run_stage() {  # run_stage N "title" command...: runs the command when N is within --stage/--stop-stage, says how long it took
+  local number=$1 title=$2 started=$SECONDS took
   shift 2
   if [ "$stage" -le "$number" ] && [ "$stop_stage" -ge "$number" ]; then
     echo "Stage $number: $title"
     "$@"
+    took=$(( SECONDS - started ))
+    echo "Stage $number done in $(( took / 60 )) min $(( took % 60 )) s"
   fi
 }
 
