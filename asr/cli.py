@@ -190,7 +190,8 @@ def _add_plot_commands(commands) -> None:
     p.add_argument("--out", help="PNG to write (default: <run_dir>/training.png, or <file name>.png beside the file)")
     p = plot.add_parser("audio", help="what the model hears: waveform, normalised log-mel, CTC posteriorgram, words")
     p.add_argument("audio", help="an audio file")
-    p.add_argument("--model", default=str(BUNDLED_MODEL), help="checkpoint (default: the bundled AN4 model)")
+    p.add_argument("--model", default=str(BUNDLED_CHECKPOINT),
+                   help="PyTorch checkpoint (default: the bundled AN4 model.pt)")
     p.add_argument("--out", help="PNG to write (default: <audio name>.png in the current folder)")
     p.add_argument("--top", type=positive_int, default=8, help="tokens shown in the posteriorgram (default: 8)")
 

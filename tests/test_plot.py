@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from asr.cli import BUNDLED_MODEL, main
+from asr.cli import BUNDLED_CHECKPOINT, main
 from asr.plot import PIXELS
 
 from .conftest import REPO, make_tone_experiment, tiny_config, write_config
@@ -55,7 +55,7 @@ def test_plot_run_of_a_folder_without_metrics_is_one_line(tmp_path, capsys):
 def test_plot_audio_writes_a_png_of_the_promised_size(tmp_path):
     pytest.importorskip("matplotlib")
     out = tmp_path / "audio.png"
-    assert main(["plot", "audio", str(EXAMPLE), "--model", str(BUNDLED_MODEL), "--out", str(out)]) == 0
+    assert main(["plot", "audio", str(EXAMPLE), "--model", str(BUNDLED_CHECKPOINT), "--out", str(out)]) == 0
     assert png_size(out) == PIXELS and out.stat().st_size > 50_000
 
 
