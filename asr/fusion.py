@@ -8,9 +8,11 @@ history held in this LM state". `FusedLM` answers through torchaudio's custom-LM
   history), so hypotheses that share a history share one recurrent state: cached per node.
 - Asking for a child does not run the network. A node's next-unit distribution is computed only
   when a hypothesis ending there is extended, and then for every node still waiting, in one batched
-  step (the LM work of one frame is one matrix product, not one per hypothesis).
-- A distribution is kept as a numpy row, so each of the many score calls is a dictionary look-up
-  and an index.
+  step (the LM work of one frame is one matrix product, not one per hypothesis), run in numpy
+  (asr.rnnlm.NumpyStep): at tens of rows a torch call's fixed cost would dominate.
+- flashlight asks the same question again at every frame a hypothesis survives (the same word
+  after the same history): each answer is kept, keyed by (state, unit), so a repeat is one
+  dictionary look-up. A distribution is kept as a numpy row, so a new question is an index.
 
 Scores: weight * ln P_rnn (+ ngram_weight * log10 P_ngram, the unit KenLM and the n-gram-only
 decoder use), returned with flashlight's own lm_weight set to 1. A character LM decodes without a
@@ -22,10 +24,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 from torchaudio.models.decoder import CTCDecoderLM, CTCDecoderLMState
 
-from asr.rnnlm import EOS_ID, RecurrentLM
+from asr.rnnlm import EOS_ID, NumpyStep, RecurrentLM
 
 
 class _Node:
@@ -36,7 +37,7 @@ class _Node:
     def __init__(self, parent: _Node | None, token: int, ngram_state=None) -> None:
         self.parent = parent  # the node this one extends (None for the root)
         self.token = token  # the LM unit fed to reach this node from its parent
-        self.state: torch.Tensor | None = None  # recurrent state after `token`: (layers, parts, H)
+        self.state: np.ndarray | None = None  # recurrent state after `token`: (layers, parts, H)
         self.log_probs: np.ndarray | None = None  # (V,) natural-log next-unit probabilities
         self.ngram_state = ngram_state
 
@@ -53,20 +54,25 @@ class FusedLM(CTCDecoderLM):
                  word_ends: Sequence[int] = (), word_score: float = 0.0) -> None:
         CTCDecoderLM.__init__(self)
         self.lm, self.to_lm, self.weight = lm, list(to_lm), weight
+        self.step = NumpyStep(lm)
         self.ngram, self.ngram_weight = ngram, ngram_weight
         self.bonus = {i: word_score for i in word_ends}
         self.end_bonus = word_score if word_ends else 0.0
         self.nodes: dict[CTCDecoderLMState, _Node] = {}
+        self.answers: dict[tuple[CTCDecoderLMState, int], tuple[CTCDecoderLMState, float]] = {}
         self.pending: list[_Node] = []
         self.steps = self.batches = 0  # network steps run and batches they ran in, for measurement
 
     def start(self, start_with_nothing: bool = False) -> CTCDecoderLMState:
         root = CTCDecoderLMState()
         node = _Node(None, EOS_ID, self.ngram.start(start_with_nothing) if self.ngram is not None else None)
-        self.nodes, self.pending = {root: node}, [node]
+        self.nodes, self.pending, self.answers = {root: node}, [node], {}
         return root
 
     def score(self, state: CTCDecoderLMState, unit: int) -> tuple[CTCDecoderLMState, float]:
+        answer = self.answers.get((state, unit))
+        if answer is not None:
+            return answer
         node = self.nodes[state]
         if node.log_probs is None:
             self._compute_pending()
@@ -80,7 +86,8 @@ class FusedLM(CTCDecoderLM):
             self.nodes[child] = child_node
             self.pending.append(child_node)
         score = self.weight * float(node.log_probs[child_node.token]) + self.bonus.get(unit, 0.0)
-        return child, score + self.ngram_weight * ngram_score
+        answer = self.answers[state, unit] = (child, score + self.ngram_weight * ngram_score)
+        return answer
 
     def finish(self, state: CTCDecoderLMState) -> tuple[CTCDecoderLMState, float]:
         node = self.nodes[state]
@@ -97,19 +104,11 @@ class FusedLM(CTCDecoderLM):
         self.pending = []
         if not pending:
             return
-        tokens = torch.tensor([n.token for n in pending])
-        if pending[0].parent is None and len(pending) == 1:
-            states = None
-        else:
-            states = torch.stack([n.parent.state if n.parent is not None else self._zero_state() for n in pending],
-                                 dim=2)  # (layers, parts, N, H)
-        log_probs, new_states = self.lm.step(tokens, states)
-        rows = log_probs.numpy()
-        for i, node in enumerate(pending):
-            node.log_probs = rows[i]
-            node.state = new_states[:, :, i]
+        tokens = np.array([n.token for n in pending])
+        zero = self.step.initial_states(1)[0]
+        states = np.stack([n.parent.state if n.parent is not None else zero for n in pending])  # (N, layers, parts, H)
+        rows, new_states = self.step(tokens, states)
+        for node, log_probs, state in zip(pending, rows, new_states):
+            node.log_probs, node.state = log_probs, state
         self.steps += len(pending)
         self.batches += 1
-
-    def _zero_state(self) -> torch.Tensor:
-        return self.lm.model.initial_state(1)[:, :, 0]
