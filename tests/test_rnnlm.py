@@ -274,3 +274,21 @@ def test_lm_command_trains_reports_both_perplexities_and_samples(tmp_path, capsy
     assert load_lm(out / "rnnlm.pt").config.cell == "gru"
     assert cli.main(["lm", "sample", "--model", str(out / "rnnlm.pt"), "--count", "3"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 3
+
+
+def test_batched_and_one_at_a_time_scoring_find_the_same_hypothesis(cat_lms):
+    lm = cat_lms["char"]
+    vocab = Vocab.from_texts(["THE CAT SAT HAT"])
+    to_lm = [lm.vocab.id(t) for t in vocab.tokens]
+    tokens = [WORD_BOUNDARY if t == " " else t for t in vocab.tokens]
+    torch.manual_seed(1)
+    log_probs = (3 * torch.randn(2, 30, len(vocab))).log_softmax(-1)
+    found = {}
+    for batch in (True, False):
+        fused = FusedLM(lm, to_lm, weight=0.7, word_ends=[vocab.separator_id], word_score=0.5, batch=batch)
+        search = ctc_decoder(lexicon=None, tokens=tokens, lm=fused, beam_size=10, lm_weight=1.0,
+                             blank_token=vocab.tokens[0], sil_token=WORD_BOUNDARY)
+        results = search(log_probs, torch.tensor([30, 25]))
+        found[batch] = [(r[0].tokens.tolist(), round(r[0].score, 3)) for r in results]
+        assert fused.steps > 0
+    assert found[True] == found[False]
