@@ -292,3 +292,30 @@ def test_batched_and_one_at_a_time_scoring_find_the_same_hypothesis(cat_lms):
         found[batch] = [(r[0].tokens.tolist(), round(r[0].score, 3)) for r in results]
         assert fused.steps > 0
     assert found[True] == found[False]
+
+
+@pytest.mark.an4
+def test_tune_lm_attaches_a_recurrent_lm_that_transcribe_then_uses(overfit_model, tmp_path):
+    from asr.checkpoint import load_model
+
+    from .conftest import run_asr
+
+    train = str(overfit_model.parents[1] / "train.jsonl")
+    trained = run_asr("lm", "--type", "lstm", "--manifest", train, "--dev-manifest", train, "--out-dir",
+                      str(tmp_path / "lm"), "--epochs", "3", "--layers", "1", "--hidden-size", "32")
+    assert trained.returncode == 0, trained.stderr
+    out = tmp_path / "model_rnnlm.pt"
+    tuned = run_asr("tune-lm", "--model", str(overfit_model), "--manifest", train, "--rnnlm",
+                    str(tmp_path / "lm" / "rnnlm.pt"), "--rnnlm-weights", "0,0.5", "--word-scores", "0,1",
+                    "--beam-size", "10", "--out", str(out))
+    assert tuned.returncode == 0, tuned.stderr
+    assert tuned.stdout.count("rnnlm_weight=") == 4 + 1  # the grid, then the best line
+    loaded = load_model(out)
+    assert loaded.rnnlm is not None and loaded.lm_arpa is None and loaded.decoding.decoder == "beam"
+    assert loaded.decoding.beam_size == 10
+    from asr.manifest import read_manifest
+
+    first = read_manifest(train)[0]
+    result = run_asr("transcribe", "--model", str(out), first.audio)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\t", 1)[1].strip() == first.text
