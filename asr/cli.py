@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="build (default) or sample sentences from a recurrent LM")
     p.add_argument("--type", choices=["ngram", "lstm"], default="ngram", help="n-gram (default) or recurrent LM")
     p.add_argument("--manifest", help="training manifest (never the test set)")
-    p.add_argument("--text", help="recurrent LM: train on this text file (UTF-8, one sentence a line) instead")
+    p.add_argument("--text", help="build from this text file (UTF-8, one sentence a line) instead, e.g. domain text")
     p.add_argument("--vocab", help="the model's vocabulary: a BPE one gives a piece LM (default: a word LM); "
                    "a recurrent LM's text is checked against it")
     p.add_argument("--order", type=int, help=f"n-gram order (default {WORD_LM_ORDER} for words, "
@@ -336,14 +336,18 @@ def cmd_lm(args: argparse.Namespace) -> int:
         return _sample_lm(args)
     if args.type == "lstm":
         return _train_rnnlm(args)
-    if not args.manifest or not args.out_dir:
-        raise ASRError("asr lm needs --manifest and --out-dir")
+    if bool(args.manifest) == bool(args.text) or not args.out_dir:
+        raise ASRError("asr lm needs --out-dir and one of --manifest or --text")
     from asr.manifest import read_manifest
     from asr.lm import lm_words, piece_sentences, write_arpa, write_lexicon
+    from asr.rnnlm import read_lm_text
     from asr.text import Vocab
 
-    texts = [u.text for u in read_manifest(args.manifest, check_audio=False)]
     vocab = Vocab.load(args.vocab) if args.vocab else None
+    if args.text:
+        texts = read_lm_text(args.text, vocab)
+    else:
+        texts = [u.text for u in read_manifest(args.manifest, check_audio=False)]
     os.makedirs(args.out_dir, exist_ok=True)
     if vocab is not None and vocab.kind == "bpe":
         sentences, order, units = piece_sentences(texts, vocab), args.order or PIECE_LM_ORDER, "pieces"

@@ -25,7 +25,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -543,10 +543,6 @@ def _backoff_log10(tables, gram: tuple[str, ...]) -> float:
         return tables[1].get((UNK,), (-99.0, 0.0))[0]
     backoff = tables[len(gram) - 1].get(gram[:-1], (0.0, 0.0))[1]
     return backoff + _backoff_log10(tables, gram[1:])
-
-
-def with_units_default(config: RNNLMConfig, **changes: Any) -> RNNLMConfig:
-    return replace(config, **{k: v for k, v in changes.items() if v is not None})
 
 
 def train_and_report(

@@ -319,3 +319,12 @@ def test_tune_lm_attaches_a_recurrent_lm_that_transcribe_then_uses(overfit_model
     result = run_asr("transcribe", "--model", str(out), first.audio)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\t", 1)[1].strip() == first.text
+
+
+def test_ngram_lm_can_be_built_from_a_text_file_too(tmp_path, capsys):
+    text = tmp_path / "domain.txt"
+    text.write_text("Turn the lights on.\nturn the lights off\n\n")
+    assert cli.main(["lm", "--text", str(text), "--out-dir", str(tmp_path / "lm")]) == 0
+    unigrams = read_arpa(tmp_path / "lm" / "lm.arpa")[1]
+    assert {("TURN",), ("LIGHTS",), ("ON",), ("OFF",)} <= set(unigrams)
+    assert "one of --manifest or --text" in _cli_error(capsys, "lm", "--out-dir", str(tmp_path / "x"))

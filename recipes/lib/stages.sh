@@ -145,7 +145,7 @@ d = load_model(sys.argv[1]).decoding; b = d.word_score; print(f'{d.lm_weight:g} 
         "$run_dir/best_lm.pt") || exit 1
       $python -m asr tune-lm --model "$run_dir/best.pt" --manifest "$data/$dev_split.jsonl" \
         --lm "$lm_dir/lm.arpa" "${lexicon[@]}" --rnnlm "$units_dir/rnnlm/rnnlm.pt" --rnnlm-weights 0,0.2,0.4,0.6 \
-        --lm-weights "${tuned% *}" --word-scores "${tuned#* }" --out "$run_dir/best_lm.pt" | tee -a "$run_dir/tune_lm.txt"
+        --lm-weights="${tuned% *}" --word-scores="${tuned#* }" --out "$run_dir/best_lm.pt" | tee -a "$run_dir/tune_lm.txt"
     fi
   fi
   local split decoding model decoder name
