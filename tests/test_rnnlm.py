@@ -327,4 +327,5 @@ def test_ngram_lm_can_be_built_from_a_text_file_too(tmp_path, capsys):
     assert cli.main(["lm", "--text", str(text), "--out-dir", str(tmp_path / "lm")]) == 0
     unigrams = read_arpa(tmp_path / "lm" / "lm.arpa")[1]
     assert {("TURN",), ("LIGHTS",), ("ON",), ("OFF",)} <= set(unigrams)
+    assert "from 2 sentences" in capsys.readouterr().err
     assert "one of --manifest or --text" in _cli_error(capsys, "lm", "--out-dir", str(tmp_path / "x"))
