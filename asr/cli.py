@@ -340,11 +340,12 @@ def cmd_lm(args: argparse.Namespace) -> int:
         raise ASRError("asr lm needs --out-dir and one of --manifest or --text")
     from asr.manifest import read_manifest
     from asr.lm import lm_words, piece_sentences, write_arpa, write_lexicon
-    from asr.rnnlm import read_lm_text
     from asr.text import Vocab
 
     vocab = Vocab.load(args.vocab) if args.vocab else None
     if args.text:
+        from asr.rnnlm import read_lm_text  # (imports torch: only when needed)
+
         texts = read_lm_text(args.text, vocab)
     else:
         texts = [u.text for u in read_manifest(args.manifest, check_audio=False)]

@@ -88,7 +88,7 @@ def test_librispeech_recipe_runs_end_to_end_on_a_fake_tree(tmp_path, an4_dir):
     result = subprocess.run(
         ["bash", str(RECIPE), "--data-dir", str(corpus), "--exp-dir", str(tmp_path / "exp"), "--overrides", overrides,
          "--lm-text", str(lm_text), "--rnnlm-args", "--epochs 2 --layers 1 --hidden-size 16"],
-        capture_output=True, text=True, env=dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS="1"), timeout=600,
+        capture_output=True, text=True, env=dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS="1"), timeout=1200,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     run_dir = tmp_path / "exp" / "blstm_100"
