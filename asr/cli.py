@@ -449,6 +449,9 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
     )
     config, report = results[0]
     print(f"best: {_weights(config, rnnlm)} {report.summary()}")
+    if rnnlm is not None and config.rnnlm_weight == 0:
+        rnnlm = None  # it did not help on dev: keep decoding at the n-gram's speed
+        print("the recurrent LM did not help on dev: the model keeps the n-gram alone")
     payload["decoding"] = decoding_section(config, arpa, lexicon, rnnlm)
     save_checkpoint(args.out, payload)
     print(f"model with LM and tuned weights -> {args.out}", file=sys.stderr)

@@ -306,7 +306,7 @@ def test_tune_lm_attaches_a_recurrent_lm_that_transcribe_then_uses(overfit_model
     assert trained.returncode == 0, trained.stderr
     out = tmp_path / "model_rnnlm.pt"
     tuned = run_asr("tune-lm", "--model", str(overfit_model), "--manifest", train, "--rnnlm",
-                    str(tmp_path / "lm" / "rnnlm.pt"), "--rnnlm-weights", "0,0.5", "--word-scores", "0,1",
+                    str(tmp_path / "lm" / "rnnlm.pt"), "--rnnlm-weights", "0.3,0.6", "--word-scores", "0,1",
                     "--beam-size", "10", "--out", str(out))
     assert tuned.returncode == 0, tuned.stderr
     assert tuned.stdout.count("rnnlm_weight=") == 4 + 1  # the grid, then the best line
