@@ -21,6 +21,7 @@ from asr.decode import DecodeConfig, make_decoder
 from asr.errors import ASRError
 from asr.features import Cmvn, FeatureConfig, FrontEnd
 from asr.model import AcousticModel, ModelConfig
+from asr.rnnlm import RecurrentLM
 from asr.text import Vocab
 
 FORMAT_VERSION = 1
@@ -43,6 +44,7 @@ class LoadedModel:
     decoding: DecodeConfig = DecodeConfig()
     lm_arpa: str | None = None
     lexicon: tuple[str, ...] | None = None
+    rnnlm: RecurrentLM | None = None
 
     @property
     def front_end(self) -> FrontEnd:
@@ -61,7 +63,8 @@ class LoadedModel:
 
     def decoder(self, override: DecodeConfig | None = None):
         """The decoder this model is tuned for (or `override`): (log_probs, out_lens) -> [Hypothesis]."""
-        return make_decoder(self.vocab, override or self.decoding, self.lm_arpa, self.lexicon, lm_source=self.path)
+        return make_decoder(self.vocab, override or self.decoding, self.lm_arpa, self.lexicon, lm_source=self.path,
+                            rnnlm=self.rnnlm)
 
 
 def checkpoint_payload(
@@ -80,9 +83,13 @@ def checkpoint_payload(
     }
 
 
-def decoding_section(config: DecodeConfig, lm_arpa: str | None = None, lexicon=None) -> dict[str, Any]:
-    """The checkpoint entry that makes a model decode with beam search + LM by default."""
-    return {"config": asdict(config), "lm_arpa": lm_arpa, "lexicon": list(lexicon) if lexicon else None}
+def decoding_section(config: DecodeConfig, lm_arpa: str | None = None, lexicon=None,
+                     rnnlm: RecurrentLM | None = None) -> dict[str, Any]:
+    """The checkpoint entry that makes a model decode with beam search + LM(s) by default."""
+    section = {"config": asdict(config), "lm_arpa": lm_arpa, "lexicon": list(lexicon) if lexicon else None}
+    if rnnlm is not None:
+        section["rnnlm"] = rnnlm.to_dict()
+    return section
 
 
 TRAINING_STATE = ("optimizer", "scheduler", "train_state", "rng")
@@ -155,13 +162,16 @@ def _decoding_config(data: Any) -> DecodeConfig:
     return DecodeConfig(**data)  # its own checks: a known decoder, beam_size >= 1
 
 
-def _decoding(section: Any, path: str | os.PathLike) -> tuple[DecodeConfig, str | None, tuple[str, ...] | None]:
-    """The decoding a checkpoint carries: (config, LM as ARPA text, lexicon words); greedy when it has none.
+def _decoding(
+    section: Any, path: str | os.PathLike
+) -> tuple[DecodeConfig, str | None, tuple[str, ...] | None, RecurrentLM | None]:
+    """The decoding a checkpoint carries: (config, LM as ARPA text, lexicon words, recurrent LM);
+    greedy when it has none.
 
     Raises CheckpointError `PATH: bad decoding section: ...` naming what is wrong.
     """
     if not section:
-        return DecodeConfig(), None, None
+        return DecodeConfig(), None, None, None
     try:
         if not isinstance(section, dict):
             raise ValueError(f"expected a mapping, got {type(section).__name__}")
@@ -173,12 +183,18 @@ def _decoding(section: Any, path: str | os.PathLike) -> tuple[DecodeConfig, str 
             raise ValueError("lexicon must be a list of words")
     except ValueError as err:
         raise CheckpointError(f"{path}: bad decoding section: {err}") from None
-    return config, lm_arpa, tuple(lexicon) if lexicon else None
+    rnnlm = None
+    if section.get("rnnlm") is not None:
+        try:
+            rnnlm = RecurrentLM.from_dict(section["rnnlm"], f"{path}: decoding section")
+        except ASRError as err:
+            raise CheckpointError(str(err)) from None
+    return config, lm_arpa, tuple(lexicon) if lexicon else None, rnnlm
 
 
 def model_from_payload(payload: dict[str, Any], path: str | os.PathLike = "<checkpoint>") -> LoadedModel:
     """Rebuild the model (eval mode, CPU) and its feature pipeline from a checkpoint dict."""
-    decode_config, lm_arpa, lexicon = _decoding(payload.get("decoding"), path)
+    decode_config, lm_arpa, lexicon, rnnlm = _decoding(payload.get("decoding"), path)
     try:
         features = _config(FeatureConfig, payload["feature_config"], path)
         model_config = _config(ModelConfig, payload["model_config"], path)
@@ -198,7 +214,7 @@ def model_from_payload(payload: dict[str, Any], path: str | os.PathLike = "<chec
     model.eval()
     return LoadedModel(
         model=model, features=features, cmvn=cmvn, vocab=vocab, path=str(path),
-        decoding=decode_config, lm_arpa=lm_arpa, lexicon=lexicon,
+        decoding=decode_config, lm_arpa=lm_arpa, lexicon=lexicon, rnnlm=rnnlm,
     )
 
 

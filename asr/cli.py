@@ -59,6 +59,7 @@ def _add_decoding(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--decoder", choices=["greedy", "beam"], help="greedy, or beam (+ the model's LM if it has one)")
     group.add_argument("--beam-size", type=positive_int)
     group.add_argument("--lm-weight", type=float, help="alpha: LM weight in shallow fusion")
+    group.add_argument("--rnnlm-weight", type=float, help="weight of the recurrent LM in shallow fusion")
     group.add_argument("--word-score", type=float, help="beta: score added per word")
 
 
@@ -107,17 +108,45 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write an sclite-style report: per-utterance alignment, per-speaker WER, top substitutions")
 
     p = commands.add_parser("lm", help="build an n-gram LM (ARPA) from a manifest's transcripts: over words "
-                            "(plus a lexicon) for character models, over pieces for BPE models")
-    p.add_argument("--manifest", required=True, help="training manifest (never the test set)")
-    p.add_argument("--vocab", help="the model's vocabulary: a BPE one gives a piece LM (default: a word LM)")
+                            "(plus a lexicon) for character models, over pieces for BPE models; or train a "
+                            "recurrent LM (--type lstm); `asr lm sample --model LM.pt` samples one")
+    p.add_argument("action", nargs="?", choices=["build", "sample"], default="build",
+                   help="build (default) or sample sentences from a recurrent LM")
+    p.add_argument("--type", choices=["ngram", "lstm"], default="ngram", help="n-gram (default) or recurrent LM")
+    p.add_argument("--manifest", help="training manifest (never the test set)")
+    p.add_argument("--text", help="build from this text file (UTF-8, one sentence a line) instead, e.g. domain text")
+    p.add_argument("--vocab", help="the model's vocabulary: a BPE one gives a piece LM (default: a word LM); "
+                   "a recurrent LM's text is checked against it")
     p.add_argument("--order", type=int, help=f"n-gram order (default {WORD_LM_ORDER} for words, "
                    f"{PIECE_LM_ORDER} for pieces)")
-    p.add_argument("--out-dir", required=True, help="writes lm.arpa (and lexicon.txt for a word LM) here")
+    p.add_argument("--out-dir", help="writes lm.arpa (and lexicon.txt for a word LM), or rnnlm.pt, here")
+    rnn = p.add_argument_group("recurrent LM (--type lstm)")
+    rnn.add_argument("--units", choices=["word", "char"], default="word", help="word LSTM or Char-RNN (default word)")
+    rnn.add_argument("--cell", choices=["lstm", "gru", "rnn"], default="lstm")
+    rnn.add_argument("--layers", type=positive_int, default=2)
+    rnn.add_argument("--hidden-size", type=positive_int, default=256)
+    rnn.add_argument("--dropout", type=float, default=0.3)
+    rnn.add_argument("--layer-norm", action="store_true", help="layer norm after each recurrent layer")
+    rnn.add_argument("--epochs", type=positive_int, default=30, help="at most this many (early stopping on dev)")
+    rnn.add_argument("--bptt", type=int, default=0, help="truncated-BPTT length (default 35 words / 100 chars)")
+    rnn.add_argument("--max-vocab", type=int, default=0, help="word LM: keep the N most frequent words (default all)")
+    rnn.add_argument("--dev-manifest", help="dev perplexity (early stopping) on these transcripts "
+                     "(default: every 20th training sentence held out)")
+    rnn.add_argument("--resume", action="store_true", help="continue an interrupted training in --out-dir")
+    rnn.add_argument("--seed", type=int, default=1)
+    sample = p.add_argument_group("sample")
+    sample.add_argument("--model", help="recurrent LM file (rnnlm.pt) to sample from")
+    sample.add_argument("--count", type=positive_int, default=5)
+    sample.add_argument("--temperature", type=float, default=1.0)
 
     p = commands.add_parser("tune-lm", help="grid-search LM weight and word score on a dev set; save a model that uses them")
     p.add_argument("--model", required=True)
     p.add_argument("--manifest", required=True, help="dev manifest")
-    p.add_argument("--lm", required=True, help="ARPA file (from `asr lm`)")
+    p.add_argument("--lm", help="ARPA file (from `asr lm`)")
+    p.add_argument("--rnnlm", help="recurrent LM (from `asr lm --type lstm`), alone or with --lm")
+    p.add_argument("--rnnlm-weights", type=number_list, default="0.1,0.2,0.3,0.5,0.7,1",
+                   help="comma-separated recurrent LM weights")
+    p.add_argument("--beam-size-token", type=positive_int, help="tokens tried per frame (default: all)")
     p.add_argument("--lexicon", help="lexicon file (from `asr lm`); character models need it, BPE models use none")
     p.add_argument("--out", required=True, help="the model with its LM, lexicon and tuned weights inside")
     p.add_argument("--lm-weights", type=number_list, default="0,0.5,1,1.5,2,2.5,3,4", help="comma-separated alphas")
@@ -279,7 +308,8 @@ def _transcriber(args: argparse.Namespace):
     changes = {
         key: value
         for key, value in (("decoder", args.decoder), ("beam_size", args.beam_size),
-                           ("lm_weight", args.lm_weight), ("word_score", args.word_score))
+                           ("lm_weight", args.lm_weight), ("rnnlm_weight", args.rnnlm_weight),
+                           ("word_score", args.word_score))
         if value is not None
     }
     if args.model.endswith(".onnx") and os.path.isfile(args.model):
@@ -441,12 +471,25 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_lm(args: argparse.Namespace) -> int:
+    from asr.errors import ASRError
+
+    if args.action == "sample":
+        return _sample_lm(args)
+    if args.type == "lstm":
+        return _train_rnnlm(args)
+    if bool(args.manifest) == bool(args.text) or not args.out_dir:
+        raise ASRError("asr lm needs --out-dir and one of --manifest or --text")
     from asr.manifest import read_manifest
     from asr.lm import lm_words, piece_sentences, write_arpa, write_lexicon
     from asr.text import Vocab
 
-    texts = [u.text for u in read_manifest(args.manifest, check_audio=False)]
     vocab = Vocab.load(args.vocab) if args.vocab else None
+    if args.text:
+        from asr.rnnlm import read_lm_text  # (imports torch: only when needed)
+
+        texts = read_lm_text(args.text, vocab)
+    else:
+        texts = [u.text for u in read_manifest(args.manifest, check_audio=False)]
     os.makedirs(args.out_dir, exist_ok=True)
     if vocab is not None and vocab.kind == "bpe":
         sentences, order, units = piece_sentences(texts, vocab), args.order or PIECE_LM_ORDER, "pieces"
@@ -459,6 +502,44 @@ def cmd_lm(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _sample_lm(args: argparse.Namespace) -> int:
+    import torch
+
+    from asr.errors import ASRError
+    from asr.rnnlm import load_lm
+
+    if not args.model:
+        raise ASRError("asr lm sample needs --model (a recurrent LM from `asr lm --type lstm`)")
+    lm = load_lm(args.model)
+    for sentence in lm.sample(args.count, torch.Generator().manual_seed(args.seed), args.temperature):
+        print(sentence)
+    return EXIT_OK
+
+
+def _train_rnnlm(args: argparse.Namespace) -> int:
+    from asr.errors import ASRError
+    from asr.manifest import read_manifest
+    from asr.rnnlm import RNNLMConfig, RNNLMTrainConfig, check_characters, read_lm_text, train_and_report
+    from asr.text import Vocab
+
+    if bool(args.manifest) == bool(args.text) or not args.out_dir:
+        raise ASRError("asr lm --type lstm needs --out-dir and one of --manifest or --text")
+    vocab = Vocab.load(args.vocab) if args.vocab else None
+    dev = [u.text for u in read_manifest(args.dev_manifest, check_audio=False)] if args.dev_manifest else None
+    config = RNNLMConfig(units=args.units, cell=args.cell, num_layers=args.layers, hidden_size=args.hidden_size,
+                         dropout=args.dropout, layer_norm=args.layer_norm)
+    train_config = RNNLMTrainConfig(bptt=args.bptt, max_epochs=args.epochs, max_vocab=args.max_vocab, seed=args.seed)
+    if args.text:
+        sentences = read_lm_text(args.text, vocab)
+    else:
+        sentences = [u.text for u in read_manifest(args.manifest, check_audio=False)]
+        for utt_text in sentences if vocab is not None else ():
+            check_characters(utt_text, vocab, args.manifest)
+    train_and_report(config, train_config, args.out_dir, sentences, dev, resume=args.resume,
+                     log=lambda line: print(line, flush=True))
+    return EXIT_OK
+
+
 def cmd_tune_lm(args: argparse.Namespace) -> int:
     from asr.checkpoint import decoding_section, model_from_payload, read_checkpoint, save_checkpoint
     from asr.manifest import read_manifest
@@ -466,6 +547,7 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
     from asr.errors import ASRError
     from asr.lm import check_piece_lm, read_lexicon
     from asr.metrics import error_rates
+    from asr.rnnlm import load_lm
     from asr.runconfig import pick_device
     from asr.transcribe import Transcriber
     from asr.tuning import decode_all, tune_lm
@@ -473,13 +555,22 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
     payload = read_checkpoint(args.model)  # read once: the model to tune, then the file to extend
     transcriber = Transcriber(model_from_payload(payload, args.model), pick_device(args.device), batch_size=32)
     vocab = transcriber.loaded.vocab
+    if not args.lm and not args.rnnlm:
+        raise ASRError("asr tune-lm needs --lm (an ARPA n-gram), --rnnlm (a recurrent LM) or both")
+    rnnlm = load_lm(args.rnnlm) if args.rnnlm else None
     utterances = read_manifest(args.manifest)
-    with open(args.lm, encoding="utf-8") as f:
-        arpa = f.read()
+    arpa = None
+    if args.lm:
+        with open(args.lm, encoding="utf-8") as f:
+            arpa = f.read()
     word_scores = args.word_scores
+    if vocab.kind == "bpe" and rnnlm is not None:
+        raise ASRError(f"{args.model}: recurrent LMs decode character models only; this one uses BPE pieces")
     if vocab.kind == "bpe":  # a piece LM, open vocabulary: no lexicon, no word score (see asr.decode)
         check_piece_lm(arpa, vocab, args.lm)
         lexicon, word_scores = None, [0.0]
+    elif arpa is None:
+        lexicon = None  # a word LM's own words are the lexicon; a character LM needs none
     elif args.lexicon is None:
         raise ASRError(f"{args.model}: a character model decodes with a word LM and needs --lexicon (from `asr lm`)")
     else:
@@ -488,29 +579,42 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
     refs = [u.text for u in utterances]
     greedy = error_rates(refs, decode_all(make_decoder(vocab, DecodeConfig()), emissions, vocab))
     print(f"greedy: {greedy.summary()}")
-    points, started = len(args.lm_weights) * len(word_scores), time.monotonic()
+    points = ((len(args.lm_weights) if arpa is not None else 1) * (len(args.rnnlm_weights) if rnnlm is not None else 1)
+              * len(word_scores))
+    started = time.monotonic()
     done = iter(range(1, points + 1))
 
     def report(c, r) -> None:  # one line per grid point: how far the search is, and how long is left
         n = next(done)
         left = (time.monotonic() - started) / n * (points - n)
-        print(f"[{n}/{points}, {left:.0f} s left] lm_weight={c.lm_weight:<5g} word_score={c.word_score:<5g} "
-              f"{r.summary()}", flush=True)
+        print(f"[{n}/{points}, {left:.0f} s left] {_weights(c, rnnlm)} {r.summary()}", flush=True)
 
     results = tune_lm(
         emissions, refs, vocab, arpa, lexicon,
         lm_weights=args.lm_weights,
         word_scores=word_scores,
-        base=DecodeConfig(decoder="beam", beam_size=args.beam_size),
-        lm_source=args.lm,
+        base=DecodeConfig(decoder="beam", beam_size=args.beam_size, beam_size_token=args.beam_size_token),
+        lm_source=args.lm or args.rnnlm,
+        rnnlm=rnnlm, rnnlm_weights=args.rnnlm_weights,
         report=report,
     )
     config, report = results[0]
-    print(f"best: lm_weight={config.lm_weight:g} word_score={config.word_score:g} {report.summary()}")
-    payload["decoding"] = decoding_section(config, arpa, lexicon)
+    print(f"best: {_weights(config, rnnlm)} {report.summary()}")
+    if rnnlm is not None and config.rnnlm_weight == 0:
+        rnnlm = None  # it did not help on dev: keep decoding at the n-gram's speed
+        print("the recurrent LM did not help on dev: the model keeps the n-gram alone")
+    payload["decoding"] = decoding_section(config, arpa, lexicon, rnnlm)
     save_checkpoint(args.out, payload)
     print(f"model with LM and tuned weights -> {args.out}", file=sys.stderr)
     return EXIT_OK
+
+
+def _weights(config, rnnlm) -> str:
+    """The tuned weights of one grid point, as tune-lm prints them."""
+    text = f"lm_weight={config.lm_weight:<5g} "
+    if rnnlm is not None:
+        text += f"rnnlm_weight={config.rnnlm_weight:<5g} "
+    return text + f"word_score={config.word_score:<5g}"
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -10,10 +10,16 @@ a maintained C++ prefix beam search with KenLM scoring of ARPA files.
   not used. A lexicon decoder over pieces cannot absorb a word's last piece repeated over several
   frames (flashlight leaves a word at its last token), which a character model avoids with " ".
 
+- A recurrent LM (asr.rnnlm) fuses through torchaudio's custom-LM interface (asr.fusion): a word
+  LM with the lexicon decoder (its words are the lexicon), optionally log-linear with the word
+  n-gram, log P_ctc + rnnlm_weight * ln P_rnn + lm_weight * log10 P_ngram + word_score * words;
+  a character LM lexicon-free, log P_ctc + rnnlm_weight * ln P_rnn + word_score * words.
+
 Shapes: log_probs (B, T, V), out_lens (B,): numpy arrays or torch tensors (read through numpy).
 A Hypothesis lists emitted token ids and, for each, the output frame it was emitted at.
 
-No torch here: the torch-free runtime (asr.runtime) decodes with this module too.
+No torch here: the torch-free runtime (asr.runtime) decodes with this module too (a recurrent LM
+brings torchaudio's custom-LM interface, imported only when one is used).
 """
 
 from __future__ import annotations
@@ -44,7 +50,8 @@ class DecodeConfig:
     beam_size: int = 50  # hypotheses kept per frame
     beam_size_token: int | None = None  # tokens tried per frame (None: all)
     beam_threshold: float = 25.0  # drop hypotheses scoring this much below the best
-    lm_weight: float = 0.0  # alpha: weight of the LM log-probability
+    lm_weight: float = 0.0  # alpha: weight of the n-gram LM log-probability (log10, as KenLM gives it)
+    rnnlm_weight: float = 0.0  # weight of the recurrent LM's log-probability (natural log), when there is one
     word_score: float = 0.0  # beta: bonus added per word
 
     def __post_init__(self) -> None:
@@ -99,8 +106,11 @@ class BeamSearchDecoder:
 
     def __init__(
         self, vocab: Vocab, config: DecodeConfig, lm_arpa: str | None = None, lexicon: Sequence[str] | None = None,
-        lm_source: str = "the n-gram LM",
+        lm_source: str = "the n-gram LM", rnnlm=None,
     ) -> None:
+        if rnnlm is not None:
+            self._init_fused(vocab, config, lm_arpa, lexicon, lm_source, rnnlm)
+            return
         try:
             from flashlight.lib.text import decoder as flashlight, dictionary
         except ImportError as err:
@@ -141,6 +151,67 @@ class BeamSearchDecoder:
                     what = "LM or lexicon" if lm_arpa is not None else "lexicon"
                     raise ASRError(f"{lm_source}: cannot load the beam-search {what} "
                                    f"({_load_error(err, native_output())})") from None
+
+    def _flashlight(self, wrapper):
+        """torchaudio's CTCDecoder keeps the custom LM alive; decoding calls its flashlight decoder
+        directly, as for the n-gram (same __call__, numpy emissions)."""
+        self._torchaudio_decoder = wrapper
+        return wrapper.decoder
+
+    def _init_fused(self, vocab: Vocab, config: DecodeConfig, lm_arpa: str | None, lexicon: Sequence[str] | None,
+                    lm_source: str, rnnlm) -> None:
+        """The decoder with a recurrent LM (asr.rnnlm.RecurrentLM): see the module docstring."""
+        from torchaudio.models.decoder import ctc_decoder
+        from flashlight.lib.text.dictionary import Dictionary
+
+        from asr.fusion import FusedLM
+        from asr.rnnlm import UNK
+
+        if vocab.kind != "char":
+            raise ASRError("recurrent LMs decode character models only; this model's units are BPE pieces")
+        if rnnlm.vocab.units == "char" and lm_arpa is not None:
+            raise ASRError("a character LM decodes without a lexicon, so it cannot be combined with a word n-gram")
+        self.vocab = vocab
+        self.space_id = vocab.separator_id
+        tokens = [WORD_BOUNDARY if t == SPACE else t for t in vocab.tokens]
+        silence = WORD_BOUNDARY if self.space_id is not None else vocab.tokens[BLANK_ID]
+        common = dict(tokens=tokens, nbest=1, beam_size=config.beam_size, beam_size_token=config.beam_size_token,
+                      beam_threshold=config.beam_threshold, lm_weight=1.0, blank_token=vocab.tokens[BLANK_ID],
+                      sil_token=silence)
+        if rnnlm.vocab.units == "char":  # lexicon-free over the model's tokens
+            self.uses_lexicon = False
+            to_lm = [rnnlm.vocab.id(t) for t in vocab.tokens]
+            self.lm = FusedLM(rnnlm, to_lm, config.rnnlm_weight, word_ends=[self.space_id],
+                              word_score=config.word_score)
+            self.decoder = self._flashlight(ctc_decoder(lexicon=None, lm=self.lm, **common))
+            return
+        self.uses_lexicon = True
+        spellable = [w for w in rnnlm.vocab.words if not vocab.unknown_chars(w)]
+        extra = sorted(set(lexicon or ()) - set(rnnlm.vocab.symbols))
+        words = [*rnnlm.vocab.symbols, *extra]  # decoder word ids: the LM's ids, then n-gram-only words
+        to_lm = [rnnlm.vocab.id(w) for w in words]
+        with tempfile.TemporaryDirectory(prefix="asr-decoder-") as tmp:
+            lexicon_path, dict_path = os.path.join(tmp, "lexicon.txt"), os.path.join(tmp, "words.txt")
+            with open(lexicon_path, "w", encoding="utf-8") as f:
+                f.write(lexicon_text(sorted(set(spellable) | set(extra))))
+            with open(dict_path, "w", encoding="utf-8") as f:
+                f.write("".join(f"{w}\n" for w in words))
+            ngram = None
+            if lm_arpa is not None:
+                from flashlight.lib.text.decoder.kenlm import KenLM
+
+                lm_path = os.path.join(tmp, "lm.arpa")
+                with open(lm_path, "w", encoding="utf-8") as f:
+                    f.write(lm_arpa)
+                with _native_output_captured() as native_output:
+                    try:
+                        ngram = KenLM(lm_path, Dictionary(dict_path))
+                    except (RuntimeError, ValueError) as err:
+                        raise ASRError(f"{lm_source}: cannot load the n-gram LM ({_load_error(err, native_output())})"
+                                       ) from None
+            self.lm = FusedLM(rnnlm, to_lm, config.rnnlm_weight, ngram=ngram, ngram_weight=config.lm_weight)
+            self.decoder = self._flashlight(ctc_decoder(lexicon=lexicon_path, lm=self.lm, lm_dict=dict_path,
+                                                        word_score=config.word_score, unk_word=UNK, **common))
 
     def __call__(self, log_probs, out_lens) -> list[Hypothesis]:
         emissions = as_numpy(log_probs).astype(np.float32)
@@ -311,15 +382,16 @@ def _load_error(err: Exception, native_output: str) -> str:
 
 def make_decoder(
     vocab: Vocab, config: DecodeConfig, lm_arpa: str | None = None, lexicon: Sequence[str] | None = None,
-    lm_source: str = "the n-gram LM",
+    lm_source: str = "the n-gram LM", rnnlm=None,
 ):
     """A callable (log_probs (B, T, V), out_lens (B,)) -> [Hypothesis] for config.decoder.
 
-    lm_source names where lm_arpa came from (a file) in the error raised when it cannot be loaded.
+    lm_source names where lm_arpa came from (a file) in the error raised when it cannot be loaded;
+    rnnlm is a recurrent LM (asr.rnnlm.RecurrentLM) to fuse, alone or with the n-gram.
     """
     if config.decoder == "greedy":
         return greedy_search
-    return BeamSearchDecoder(vocab, config, lm_arpa, lexicon, lm_source)
+    return BeamSearchDecoder(vocab, config, lm_arpa, lexicon, lm_source, rnnlm)
 
 
 def word_timings(

@@ -55,6 +55,9 @@ def export_onnx(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, int8:
         raise ASRError(f"ONNX export needs the onnx package: pip install 'asr[onnx]' ({err})") from None
     payload = read_checkpoint(checkpoint)
     loaded = model_from_payload(payload, checkpoint)
+    if loaded.rnnlm is not None:
+        raise ASRError(f"{checkpoint}: decodes with a recurrent LM, which the exported runtime does not run yet; "
+                       "export the model tuned with the n-gram alone (`asr tune-lm` without --rnnlm)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for name in (MANIFEST_FILE, *BUNDLE_FILES):  # an old manifest or LM must not outlive this export

@@ -1,4 +1,5 @@
-"""Grid search of the LM weight (alpha) and word score (beta) for beam search + LM on a dev set."""
+"""Grid search of the LM weights (n-gram alpha, recurrent LM weight) and word score (beta) for beam
+search + LM on a dev set."""
 
 from __future__ import annotations
 
@@ -25,27 +26,34 @@ def tune_lm(
     emissions: Sequence,
     references: Sequence[str],
     vocab: Vocab,
-    lm_arpa: str,
+    lm_arpa: str | None,
     lexicon: Sequence[str] | None,
     lm_weights: Iterable[float],
     word_scores: Iterable[float],
     base: DecodeConfig = DecodeConfig(decoder="beam"),
     report=None,
     lm_source: str = "the n-gram LM",
+    rnnlm=None,
+    rnnlm_weights: Iterable[float] = (0.0,),
 ) -> list[tuple[DecodeConfig, ErrorReport]]:
-    """Score every (lm_weight, word_score) pair; returns all results, best (lowest WER, then CER) first.
+    """Score every (lm_weight, rnnlm_weight, word_score) point; returns all results, best (lowest
+    WER, then CER) first. Without a recurrent LM rnnlm_weights is ignored; without an n-gram
+    (lm_arpa None), lm_weights is.
 
     `report(config, result)` is called after each point, e.g. to print progress; lm_source names
     the LM's file in the error raised when it cannot be loaded.
     """
     word_scores = list(word_scores)
+    lm_weights = list(lm_weights) if lm_arpa is not None else [0.0]
+    rnnlm_weights = list(rnnlm_weights) if rnnlm is not None else [0.0]
     results = []
     for alpha in lm_weights:
-        for beta in word_scores:
-            config = replace(base, decoder="beam", lm_weight=alpha, word_score=beta)
-            decode = make_decoder(vocab, config, lm_arpa, lexicon, lm_source)
-            result = error_rates(references, decode_all(decode, emissions, vocab))
-            results.append((config, result))
-            if report is not None:
-                report(config, result)
+        for gamma in rnnlm_weights:
+            for beta in word_scores:
+                config = replace(base, decoder="beam", lm_weight=alpha, rnnlm_weight=gamma, word_score=beta)
+                decode = make_decoder(vocab, config, lm_arpa, lexicon, lm_source, rnnlm)
+                result = error_rates(references, decode_all(decode, emissions, vocab))
+                results.append((config, result))
+                if report is not None:
+                    report(config, result)
     return sorted(results, key=lambda item: (item[1].wer, item[1].cer))

@@ -67,14 +67,28 @@ def test_prepare_reads_the_librispeech_layout(tmp_path, an4_dir):
     assert missing.returncode == 1 and "train-clean-360" in missing.stderr and "Traceback" not in missing.stderr
 
 
+def generated_lm_text(corpus: Path, path: Path, lines: int = 200) -> Path:
+    """An LM corpus in the LibriSpeech LM text's form (one sentence a line): random sentences of the
+    fake training transcripts' words."""
+    import random
+
+    words = sorted({w for f in (corpus / "train-clean-100").rglob("*.trans.txt")
+                    for line in f.read_text().splitlines() for w in line.split()[1:]})
+    rng = random.Random(0)
+    path.write_text("".join(" ".join(rng.choices(words, k=rng.randint(2, 6))) + "\n" for _ in range(lines)))
+    return path
+
+
 @pytest.mark.an4
 def test_librispeech_recipe_runs_end_to_end_on_a_fake_tree(tmp_path, an4_dir):
     corpus = fake_librispeech(tmp_path / "LibriSpeech", an4_dir)
+    lm_text = generated_lm_text(corpus, tmp_path / "lm-norm.txt")
     overrides = ("train.epochs=1 train.device=cpu train.num_workers=0 model.num_layers=1 model.hidden_size=16 "
                  "train.max_frames=3000 train.warmup_steps=2 train.threads=1")
     result = subprocess.run(
-        ["bash", str(RECIPE), "--data-dir", str(corpus), "--exp-dir", str(tmp_path / "exp"), "--overrides", overrides],
-        capture_output=True, text=True, env=dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS="1"), timeout=600,
+        ["bash", str(RECIPE), "--data-dir", str(corpus), "--exp-dir", str(tmp_path / "exp"), "--overrides", overrides,
+         "--lm-text", str(lm_text), "--rnnlm-args", "--epochs 2 --layers 1 --hidden-size 16"],
+        capture_output=True, text=True, env=dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS="1"), timeout=1200,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     run_dir = tmp_path / "exp" / "blstm_100"
@@ -83,4 +97,13 @@ def test_librispeech_recipe_runs_end_to_end_on_a_fake_tree(tmp_path, an4_dir):
         for decoding in ("greedy", "beam, no LM", "beam + LM"):
             assert f"| {split} | {decoding} | 3 |" in results
     assert (tmp_path / "exp" / "data" / "train_100" / "char" / "lm" / "lm.arpa").is_file()
+    # the recurrent LM was trained on the LM text (its words, not only the transcripts') and fused
+    from asr.checkpoint import load_model
+    from asr.rnnlm import load_lm
+
+    rnnlm = load_lm(tmp_path / "exp" / "data" / "train_100" / "char" / "rnnlm" / "rnnlm.pt")
+    assert rnnlm.vocab.units == "word" and len(rnnlm.vocab.words) > 10
+    tuned = load_model(run_dir / "best_lm.pt")
+    assert tuned.lm_arpa is not None and "rnnlm_weight=" in (run_dir / "tune_lm.txt").read_text()
+    assert (tuned.rnnlm is not None) == (tuned.decoding.rnnlm_weight > 0)  # kept only where it helped on dev
     assert "cache_features: false" in (run_dir / "config.yaml").read_text()  # trained from audio on the fly

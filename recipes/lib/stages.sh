@@ -3,7 +3,9 @@
 #   train_split, dev_split, eval_splits (space-separated manifest names in $data),
 #   recipe_command (how the recipe was called, for RESULTS.md)
 # and optionally stats_dir (where vocab, CMVN and LM go; default $data) and train_launcher
-# (default "$python -m asr"; e.g. "torchrun --nproc_per_node 8 -m asr").
+# (default "$python -m asr"; e.g. "torchrun --nproc_per_node 8 -m asr"), rnnlm_text (a text file,
+# one sentence a line: stage 2 also trains a recurrent word LM on it, stage 4 fuses it with the
+# n-gram, tuned around the n-gram's weights; character models only) and rnnlm_args (extra `asr lm --type lstm` options).
 # Each stage skips finished work (.done markers, --resume, existing files).
 
 absolute() {  # a path as the caller meant it: relative ones are taken from the caller's folder ($caller)
@@ -84,6 +86,23 @@ stage_stats() {  # CMVN stats, then the vocabulary (units from the config) and n
   touch "$units_dir/.done"
 }
 
+stage_rnnlm() {  # a recurrent word LM on $rnnlm_text (stage 2, when given), early-stopped on the dev transcripts
+  [ -n "${rnnlm_text:-}" ] || return 0
+  resolve_units
+  if [ -f "$units_dir/rnnlm/.done" ]; then
+    echo "  already done ($units_dir/rnnlm/rnnlm.pt)"
+    return
+  fi
+  case $units_dir in */char) ;; *) echo "  skipped: recurrent LMs decode character models only" >&2; return ;; esac
+  local extra
+  read -r -a extra <<< "${rnnlm_args:-}"
+  mkdir -p "$units_dir/rnnlm"
+  $python -m asr lm --type lstm --text "$rnnlm_text" --vocab "$units_dir/vocab.json" \
+    --dev-manifest "$data/$dev_split.jsonl" --out-dir "$units_dir/rnnlm" --resume "${extra[@]}" \
+    | tee -a "$units_dir/rnnlm/train.log"
+  touch "$units_dir/rnnlm/.done"
+}
+
 stage_train() {  # asr train --resume: a killed run continues from its last checkpoint
   if [ -f "$run_dir/.train.done" ]; then
     echo "  already done ($run_dir/best.pt)"
@@ -119,6 +138,17 @@ stage_score() {  # tune LM weights on dev, then greedy / beam / beam + LM on eve
     read -r -a tune_words <<< "${tune_args:-}"
     $python -m asr tune-lm --model "$run_dir/best.pt" --manifest "$data/$dev_split.jsonl" \
       --lm "$lm_dir/lm.arpa" "${lexicon[@]}" "${tune_words[@]}" --out "$run_dir/best_lm.pt" | tee "$run_dir/tune_lm.txt"
+    if [ -f "$units_dir/rnnlm/.done" ]; then
+      # add the recurrent LM, log-linear, around the n-gram's tuned weights (weight 0: the n-gram alone stays
+      # in the grid, so dev WER cannot get worse)
+      local tuned
+      tuned=$($python -c "import sys; from asr.checkpoint import load_model
+d = load_model(sys.argv[1]).decoding; b = d.word_score; print(f'{d.lm_weight:g} {b - 1:g},{b:g},{b + 1:g}')" \
+        "$run_dir/best_lm.pt") || exit 1
+      $python -m asr tune-lm --model "$run_dir/best.pt" --manifest "$data/$dev_split.jsonl" \
+        --lm "$lm_dir/lm.arpa" "${lexicon[@]}" --rnnlm "$units_dir/rnnlm/rnnlm.pt" --rnnlm-weights 0,0.2,0.4,0.6 \
+        --lm-weights="${tuned% *}" --word-scores="${tuned#* }" --out "$run_dir/best_lm.pt" | tee -a "$run_dir/tune_lm.txt"
+    fi
   fi
   local split decoding model decoder name
   for split in $eval_splits; do

@@ -3,11 +3,14 @@
 #
 #   bash recipes/librispeech/run.sh [--stage N] [--stop-stage M] [--data-dir DIR | --archives-dir DIR]
 #        [--train-set 100|460|960] [--config conf/librispeech_blstm.yaml] [--gpus N] [--exp-dir DIR]
-#        [--overrides "train.epochs=30"]
+#        [--overrides "train.epochs=30"] [--lm-text librispeech-lm-norm.txt [--rnnlm-args "--max-vocab 50000"]]
 #
 # Stages: 0 obtain data (a local LibriSpeech/ tree, the OpenSLR .tar.gz archives, or a download),
 #         1 manifests, 2 CMVN stats + vocabulary + n-gram LM, 3 train (torchrun when --gpus > 1),
 #         4 tune the LM weights on dev-clean, decode (greedy, beam, beam + LM) and score.
+# --lm-text: the LibriSpeech LM corpus (openslr.org/11, librispeech-lm-norm.txt, one sentence a line)
+#   or any domain text: stage 2 also trains a recurrent word LM on it (on the CPU: a few million lines
+#   are plenty, e.g. head -n 2000000), stage 4 fuses it with the n-gram.
 # Each stage skips work that is already done, so a killed recipe resumes where it stopped.
 # For several nodes, run stage 3 yourself with torchrun --nnodes ... (see README).
 set -euo pipefail
@@ -20,6 +23,8 @@ train_set=100
 config=conf/librispeech_blstm.yaml
 gpus=1
 overrides=""
+rnnlm_text=""
+rnnlm_args="--max-vocab 50000"
 exp=exp/librispeech
 python=${PYTHON:-python}
 openslr=https://www.openslr.org/resources/12
@@ -43,8 +48,10 @@ while [ $# -gt 0 ]; do
     --config) config=$2; shift 2 ;;
     --gpus) gpus=$2; shift 2 ;;
     --overrides) overrides=$2; shift 2 ;;
+    --lm-text) rnnlm_text=$2; shift 2 ;;
+    --rnnlm-args) rnnlm_args=$2; shift 2 ;;
     --exp-dir) exp=$2; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -63,6 +70,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 . "$root/recipes/lib/stages.sh"
 [ -z "$data_dir" ] || data_dir=$(absolute "$data_dir")
 [ -z "$archives_dir" ] || archives_dir=$(absolute "$archives_dir")
+[ -z "$rnnlm_text" ] || rnnlm_text=$(absolute "$rnnlm_text")
 [ "$exp" = exp/librispeech ] || exp=$(absolute "$exp")
 resolve_config
 cd "$root"
@@ -118,5 +126,6 @@ make_manifests() {
 run_stage 0 "obtain LibriSpeech ($train_subsets $eval_subsets)" obtain_corpus
 run_stage 1 "manifests" make_manifests
 run_stage 2 "CMVN stats, vocabulary and n-gram LM (from training transcripts only)" stage_stats
+run_stage 2 "recurrent LM on ${rnnlm_text:-(no --lm-text given)}" stage_rnnlm
 run_stage 3 "train ($config -> $run_dir, $gpus GPU(s))" stage_train
 run_stage 4 "tune LM weights on $dev_split, decode and score" stage_score

@@ -1,0 +1,602 @@
+"""Recurrent language models (word-level LSTM, or character-level Char-RNN) for shallow fusion.
+
+The model predicts the next symbol of a text stream: sentences joined end to end, each followed by
+EOS (which also serves as the start-of-sentence context, as in Mikolov's RNNLM and PyTorch's
+word_language_model). Training is truncated backpropagation through time (TBPTT): the stream is
+cut into `batch_size` parallel columns, read `bptt` symbols at a time, the recurrent state carried
+from one chunk to the next and detached at the boundary.
+
+Units: "word" (whitespace-separated words; a word outside the vocabulary is UNK) or "char"
+(the characters of a sentence, " " between words; a word ends at " " or at EOS).
+
+Perplexity is reported per word for both (exp of minus the mean natural-log probability per word,
+EOS counted as one word), so a character LM, a word LM and an n-gram read on the same scale.
+
+State shapes: a recurrent state is one tensor (num_layers, parts, B, hidden_size), parts = 2 for
+an LSTM (h, c) and 1 for a GRU or a plain RNN, so a batch of states is indexed and stacked along
+dimension 2.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from asr.atomic import atomic_write
+from asr.errors import ASRError
+from asr.text import SPACE, Vocab, normalise_text
+
+EOS, UNK = "</s>", "<unk>"
+EOS_ID, UNK_ID = 0, 1  # the only place these ids are defined
+UNITS = ("word", "char")
+CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}  # as the acoustic model's
+FORMAT = "asr-rnnlm-1"
+
+
+@dataclass(frozen=True)
+class RNNLMConfig:
+    units: str = "word"  # word | char
+    cell: str = "lstm"  # rnn | lstm | gru
+    num_layers: int = 2
+    hidden_size: int = 256  # also the embedding size
+    dropout: float = 0.3  # on embeddings, between layers and before the output layer
+    layer_norm: bool = False  # after each recurrent layer
+
+    def __post_init__(self) -> None:
+        if self.units not in UNITS:
+            raise ASRError(f"LM units must be one of {UNITS}, got {self.units!r}")
+        if self.cell not in CELLS:
+            raise ASRError(f"LM cell must be one of {sorted(CELLS)}, got {self.cell!r}")
+        if self.num_layers < 1 or self.hidden_size < 1:
+            raise ASRError("LM num_layers and hidden_size must be >= 1")
+        if not 0 <= self.dropout < 1:
+            raise ASRError(f"LM dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass(frozen=True)
+class RNNLMTrainConfig:
+    bptt: int = 0  # symbols per truncated-BPTT chunk; 0: 35 for words, 100 for characters
+    batch_size: int = 16  # parallel columns of the text stream
+    lr: float = 2e-3  # Adam; halved after an epoch that does not improve dev perplexity
+    max_epochs: int = 30
+    patience: int = 3  # stop after this many epochs without a better dev perplexity
+    clip: float = 0.5  # gradient norm clipping
+    weight_decay: float = 1e-6
+    max_vocab: int = 0  # keep the most frequent words only (0: all); word LMs only
+    seed: int = 1
+
+    def chunk(self, units: str) -> int:
+        return self.bptt or (35 if units == "word" else 100)
+
+
+# ---------------------------------------------------------------------------------------------
+# Vocabulary and text
+
+
+@dataclass(frozen=True)
+class LMVocab:
+    """Symbols to ids: EOS at EOS_ID, UNK at UNK_ID, then the words or characters."""
+
+    units: str
+    symbols: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if self.symbols[:2] != (EOS, UNK) or len(set(self.symbols)) != len(self.symbols):
+            raise ASRError(f"LM vocabulary must start with {EOS!r}, {UNK!r} and have no duplicates")
+        object.__setattr__(self, "_ids", {s: i for i, s in enumerate(self.symbols)})
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+    def id(self, symbol: str) -> int:
+        return self._ids.get(symbol, UNK_ID)
+
+    def split(self, sentence: str) -> list[str]:
+        """A (normalised) sentence's units, without EOS."""
+        words = sentence.split()
+        return words if self.units == "word" else list(SPACE.join(words))
+
+    def encode(self, sentence: str) -> list[int]:
+        """Unit ids followed by EOS."""
+        return [self.id(s) for s in self.split(sentence)] + [EOS_ID]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        units = [self.symbols[i] for i in ids if i != EOS_ID]
+        return " ".join(units) if self.units == "word" else "".join(units)
+
+    @property
+    def words(self) -> list[str]:
+        """The vocabulary's words (word LMs): what a lexicon decoder may output."""
+        return list(self.symbols[2:]) if self.units == "word" else []
+
+    @classmethod
+    def build(cls, sentences: Iterable[str], units: str, max_size: int = 0) -> LMVocab:
+        """Every unit of the sentences (the `max_size` most frequent, ties alphabetical, if > 0)."""
+        counts: Counter[str] = Counter()
+        split = cls(units, (EOS, UNK)).split
+        for sentence in sentences:
+            counts.update(split(sentence))
+        ranked = sorted(counts, key=lambda s: (-counts[s], s))
+        if max_size > 0:
+            ranked = ranked[:max_size]
+        return cls(units, (EOS, UNK, *sorted(ranked)))
+
+
+def read_lm_text(path: str | os.PathLike, vocab: Vocab | None = None) -> list[str]:
+    """Sentences of a text file (one a line, UTF-8), normalised as transcripts are; blank lines skipped.
+
+    Raises ASRError naming the file (and line) when it cannot be read, is not UTF-8, holds no
+    sentence, or (given the acoustic model's `vocab`) uses a character that vocabulary lacks.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise ASRError(f"{path}: cannot read ({err.strerror or err})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise ASRError(f"{path}:{line}: not UTF-8 text (byte {data[err.start]:#04x} at offset {err.start}); "
+                       "convert it, e.g. with iconv -t UTF-8") from None
+    sentences = []
+    for line_no, line in enumerate(text.splitlines(), 1):
+        sentence = normalise_text(line)
+        if not sentence:
+            continue
+        if vocab is not None:
+            check_characters(sentence, vocab, f"{path}:{line_no}")
+        sentences.append(sentence)
+    if not sentences:
+        raise ASRError(f"{path}: no sentences (the file is empty or holds no letters or digits)")
+    return sentences
+
+
+def check_characters(sentence: str, vocab: Vocab, where: str) -> None:
+    """Raise ASRError at `where` if the sentence has a character the acoustic vocabulary cannot output."""
+    foreign = sorted(vocab.unknown_chars(sentence))
+    if foreign:
+        raise ASRError(f"{where}: character(s) {''.join(foreign)!r} not in the model's vocabulary, "
+                       "so the recogniser can never output them; remove them from the text")
+
+
+def stream_ids(sentences: Iterable[str], vocab: LMVocab) -> torch.Tensor:
+    """The text stream: EOS, then each sentence's ids and its EOS. (N,) int64."""
+    ids = [EOS_ID]
+    for sentence in sentences:
+        ids += vocab.encode(sentence)
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def batchify(stream: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Cut a stream (N,) into batch_size contiguous columns: (B, N // B); the remainder is dropped."""
+    batch_size = max(1, min(batch_size, len(stream) // 2))
+    length = len(stream) // batch_size
+    return stream[: length * batch_size].view(batch_size, length)
+
+
+def bptt_chunks(columns: torch.Tensor, bptt: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+    """(inputs, targets) chunks of at most bptt steps along the columns: (B, L) each, targets shifted by one."""
+    for start in range(0, columns.shape[1] - 1, bptt):
+        length = min(bptt, columns.shape[1] - 1 - start)
+        yield columns[:, start:start + length], columns[:, start + 1:start + 1 + length]
+
+
+# ---------------------------------------------------------------------------------------------
+# The network
+
+
+class RNNLM(nn.Module):
+    """Embedding -> N recurrent layers (optional layer norm) -> linear to the vocabulary.
+
+    forward(tokens (B, L), state (num_layers, parts, B, H) or None) -> (logits (B, L, V), state).
+    """
+
+    def __init__(self, config: RNNLMConfig, vocab_size: int) -> None:
+        super().__init__()
+        self.config = config
+        size = config.hidden_size
+        self.parts = 2 if config.cell == "lstm" else 1
+        self.embed = nn.Embedding(vocab_size, size)
+        self.layers = nn.ModuleList(CELLS[config.cell](size, size, batch_first=True) for _ in range(config.num_layers))
+        self.norms = nn.ModuleList(nn.LayerNorm(size) if config.layer_norm else nn.Identity()
+                                   for _ in range(config.num_layers))
+        self.dropout = nn.Dropout(config.dropout)
+        self.out = nn.Linear(size, vocab_size)
+
+    def initial_state(self, batch: int) -> torch.Tensor:
+        """Zeros: (num_layers, parts, B, H)."""
+        weight = self.out.weight
+        return weight.new_zeros(self.config.num_layers, self.parts, batch, self.config.hidden_size)
+
+    def forward(self, tokens: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if state is None:
+            state = self.initial_state(tokens.shape[0])
+        x = self.embed(tokens)
+        x = self.dropout(x) if self.training else x
+        new_states = []
+        for i, (rnn, norm) in enumerate(zip(self.layers, self.norms)):
+            h = state[i, 0:1].contiguous()  # (1, B, H): one layer, one direction
+            x, out_state = rnn(x, (h, state[i, 1:2].contiguous()) if self.parts == 2 else h)
+            new_states.append(torch.cat(out_state) if self.parts == 2 else out_state)
+            x = norm(x)
+            x = self.dropout(x) if self.training else x
+        return self.out(x), torch.stack(new_states)
+
+
+# ---------------------------------------------------------------------------------------------
+# A trained LM: network + vocabulary, saved as one file
+
+
+@dataclass
+class RecurrentLM:
+    """A trained recurrent LM in eval mode: its network, vocabulary and configuration."""
+
+    model: RNNLM
+    vocab: LMVocab
+
+    @property
+    def config(self) -> RNNLMConfig:
+        return self.model.config
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (weights as tensors) for a checkpoint or an LM file."""
+        return {
+            "format": FORMAT,
+            "config": asdict(self.config),
+            "symbols": list(self.vocab.symbols),
+            "weights": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str | os.PathLike) -> RecurrentLM:
+        """Rebuild from to_dict's data; ASRError naming source when it is not such data."""
+        try:
+            if not isinstance(data, dict) or data.get("format") != FORMAT:
+                raise ValueError("not a recurrent LM written by this toolkit")
+            known = {f.name for f in fields(RNNLMConfig)}
+            if set(data["config"]) - known:
+                raise ValueError(f"config fields this version does not know: {sorted(set(data['config']) - known)}")
+            config = RNNLMConfig(**data["config"])
+            vocab = LMVocab(config.units, tuple(data["symbols"]))
+            model = RNNLM(config, len(vocab))
+            model.load_state_dict({k: v.float() for k, v in data["weights"].items()})
+        except (KeyError, TypeError, ValueError, RuntimeError, ASRError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ASRError(f"{source}: bad recurrent LM ({first})") from None
+        model.eval()
+        return cls(model, vocab)
+
+    @torch.no_grad()
+    def step(self, tokens: torch.Tensor, state: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step for a batch of histories: tokens (N,), state (layers, parts, N, H) or None ->
+        (log-probs of the next symbol (N, V), new state)."""
+        logits, state = self.model(tokens.unsqueeze(1), state)
+        return torch.log_softmax(logits[:, 0].float(), dim=-1), state
+
+    @torch.no_grad()
+    def sentence_log_prob(self, sentences: Sequence[str]) -> tuple[float, int, int]:
+        """(total natural-log probability, words + EOS, out-of-vocabulary words) of the sentences,
+        each scored from the start-of-sentence context."""
+        total, words, oov = 0.0, 0, 0
+        for sentence in sentences:
+            ids = [EOS_ID] + self.vocab.encode(sentence)
+            tokens = torch.tensor(ids).unsqueeze(0)
+            logits, _ = self.model(tokens[:, :-1])
+            log_probs = torch.log_softmax(logits[0].float(), dim=-1)
+            total += float(log_probs.gather(1, tokens[0, 1:].unsqueeze(1)).sum())
+            words += len(sentence.split()) + 1
+            if self.vocab.units == "word":
+                oov += sum(1 for w in sentence.split() if self.vocab.id(w) == UNK_ID)
+        return total, words, oov
+
+    def perplexity(self, sentences: Sequence[str]) -> float:
+        """Per-word perplexity (EOS counts as a word), whatever the units."""
+        total, words, _ = self.sentence_log_prob(sentences)
+        return math.exp(-total / max(words, 1))
+
+    @torch.no_grad()
+    def sample(self, count: int, generator: torch.Generator, temperature: float = 1.0, max_length: int = 0) -> list[str]:
+        """`count` sentences drawn from the LM (each ends at EOS, or after max_length symbols)."""
+        max_length = max_length or (50 if self.vocab.units == "word" else 300)
+        sentences = []
+        for _ in range(count):
+            ids, state, token = [], None, torch.tensor([EOS_ID])
+            for _ in range(max_length):
+                log_probs, state = self.step(token, state)
+                probs = torch.softmax(log_probs[0] / max(temperature, 1e-6), dim=-1)
+                token = torch.multinomial(probs, 1, generator=generator)
+                if int(token) == EOS_ID:
+                    break
+                ids.append(int(token))
+            sentences.append(self.vocab.decode(ids))
+        return sentences
+
+
+class NumpyStep:
+    """One network step in numpy, for decoding: the same function as RecurrentLM.step, without
+    torch's per-call overhead, which dominates at the batch sizes one beam-search frame gives
+    (tens of histories; a torch step costs ~0.5-1 ms whatever the batch, this one ~0.1 ms).
+
+    __call__(tokens (N,) int, states (N, layers, parts, H) float32 or None)
+        -> (log-probs of the next symbol (N, V), new states (N, layers, parts, H)).
+    """
+
+    def __init__(self, lm: RecurrentLM) -> None:
+        model = lm.model
+        weights = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
+        self.cell, self.parts = lm.config.cell, model.parts
+        self.layers_n, self.hidden = lm.config.num_layers, lm.config.hidden_size
+        self.embed = weights["embed.weight"]
+        self.layers = []
+        for i in range(lm.config.num_layers):
+            prefix = f"layers.{i}."
+            norm = (weights[f"norms.{i}.weight"], weights[f"norms.{i}.bias"]) if lm.config.layer_norm else None
+            self.layers.append((weights[prefix + "weight_ih_l0"].T.copy(), weights[prefix + "weight_hh_l0"].T.copy(),
+                                weights[prefix + "bias_ih_l0"], weights[prefix + "bias_hh_l0"], norm))
+        self.out_w, self.out_b = weights["out.weight"].T.copy(), weights["out.bias"]
+
+    def initial_states(self, count: int) -> np.ndarray:
+        return np.zeros((count, self.layers_n, self.parts, self.hidden), dtype=np.float32)
+
+    def __call__(self, tokens: np.ndarray, states: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        if states is None:
+            states = self.initial_states(len(tokens))
+        x = self.embed[tokens]
+        new = np.empty_like(states)
+        size = self.hidden
+        for i, (w_ih, w_hh, b_ih, b_hh, norm) in enumerate(self.layers):
+            h = states[:, i, 0]
+            gi, gh = x @ w_ih + b_ih, h @ w_hh + b_hh
+            if self.cell == "lstm":
+                gates = gi + gh
+                in_gate, forget, cand, out = (gates[:, k * size:(k + 1) * size] for k in range(4))
+                c = _sigmoid(forget) * states[:, i, 1] + _sigmoid(in_gate) * np.tanh(cand)
+                h = _sigmoid(out) * np.tanh(c)
+                new[:, i, 1] = c
+            elif self.cell == "gru":
+                reset = _sigmoid(gi[:, :size] + gh[:, :size])
+                update = _sigmoid(gi[:, size:2 * size] + gh[:, size:2 * size])
+                cand = np.tanh(gi[:, 2 * size:] + reset * gh[:, 2 * size:])
+                h = (1 - update) * cand + update * h
+            else:
+                h = np.tanh(gi + gh)
+            new[:, i, 0] = h
+            x = h
+            if norm is not None:
+                mean = x.mean(axis=1, keepdims=True)
+                var = ((x - mean) ** 2).mean(axis=1, keepdims=True)
+                x = (x - mean) / np.sqrt(var + 1e-5) * norm[0] + norm[1]
+        logits = x @ self.out_w + self.out_b
+        top = logits.max(axis=1, keepdims=True)
+        log_probs = logits - top - np.log(np.exp(logits - top).sum(axis=1, keepdims=True))
+        return log_probs, new
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (np.tanh(0.5 * x) + 1)  # = 1 / (1 + exp(-x)), without overflow
+
+
+def save_lm(path: str | os.PathLike, lm: RecurrentLM, **extra: Any) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, binary=True) as f:
+        torch.save({**lm.to_dict(), **extra}, f)
+
+
+def _read(path: str | os.PathLike) -> dict[str, Any]:
+    if not os.path.isfile(path):
+        raise ASRError(f"{path}: no such LM file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for corrupt files
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ASRError(f"{path}: not a readable LM file ({first})") from None
+
+
+def load_lm(path: str | os.PathLike) -> RecurrentLM:
+    """A recurrent LM file (from `asr lm --type lstm`), in eval mode on the CPU."""
+    return RecurrentLM.from_dict(_read(path), path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+@dataclass
+class EpochLog:
+    epoch: int
+    train_ppl: float  # per symbol, with dropout, over the epoch's chunks
+    dev_ppl: float  # per word
+    lr: float
+    seconds: float
+
+
+@torch.no_grad()
+def _stream_perplexity(model: RNNLM, columns: torch.Tensor, bptt: int) -> float:
+    """Per-symbol perplexity of batchified text (eval mode)."""
+    model.eval()
+    total, count, state = 0.0, 0, None
+    for inputs, targets in bptt_chunks(columns, bptt):
+        logits, state = model(inputs, state)
+        total += float(nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum"))
+        count += targets.numel()
+    return math.exp(total / max(count, 1))
+
+
+def train_epoch(model: RNNLM, columns: torch.Tensor, bptt: int, optimizer: torch.optim.Optimizer,
+                clip: float) -> float:
+    """One pass of truncated BPTT over batchified text (B, N); returns the per-symbol perplexity.
+
+    The state of each chunk starts where the previous chunk's ended, detached from its graph.
+    """
+    model.train()
+    total, count, state = 0.0, 0, None
+    for inputs, targets in bptt_chunks(columns, bptt):
+        if state is not None:
+            state = state.detach()
+        logits, state = model(inputs, state)
+        loss = nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), clip)
+        optimizer.step()
+        total += loss.item() * targets.numel()
+        count += targets.numel()
+    return math.exp(total / max(count, 1))
+
+
+def train_rnnlm(
+    train_sentences: Sequence[str],
+    dev_sentences: Sequence[str],
+    config: RNNLMConfig,
+    train_config: RNNLMTrainConfig,
+    out_path: str | os.PathLike,
+    resume: bool = False,
+    log: Callable[[EpochLog], None] | None = None,
+) -> tuple[RecurrentLM, float]:
+    """Train on the sentences, keep the best dev-perplexity model at out_path; returns it and its dev ppl.
+
+    The training state after every epoch is written to `<out_path>.last` (resume=True continues
+    from it); it is removed when training ends.
+    """
+    last_path = Path(str(out_path) + ".last")
+    torch.manual_seed(train_config.seed)
+    random.seed(train_config.seed)
+    vocab = LMVocab.build(train_sentences, config.units, train_config.max_vocab if config.units == "word" else 0)
+    model = RNNLM(config, len(vocab))
+    optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay)
+    start_epoch, best_ppl, stale, lr = 1, math.inf, 0, train_config.lr
+    if resume and last_path.exists():
+        state = _read(last_path)
+        lm = RecurrentLM.from_dict(state, last_path)
+        if lm.config != config or lm.vocab != vocab or state.get("train_config") != asdict(train_config):
+            raise ASRError(f"{last_path}: was trained with other settings or text; remove it to start afresh")
+        model = lm.model
+        optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay)
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, best_ppl, stale, lr = state["epoch"] + 1, state["best_ppl"], state["stale"], state["lr"]
+        torch.set_rng_state(state["rng"])
+    bptt = train_config.chunk(config.units)
+    columns = batchify(stream_ids(train_sentences, vocab), train_config.batch_size)
+    for epoch in range(start_epoch, train_config.max_epochs + 1):
+        if stale >= train_config.patience:
+            break
+        started = time.monotonic()
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        train_ppl = train_epoch(model, columns, bptt, optimizer, train_config.clip)
+        model.eval()
+        lm = RecurrentLM(model, vocab)
+        dev_ppl = lm.perplexity(dev_sentences)
+        if dev_ppl < best_ppl:
+            best_ppl, stale = dev_ppl, 0
+            save_lm(out_path, lm, dev_ppl=dev_ppl, epoch=epoch)
+        else:
+            stale, lr = stale + 1, lr / 2
+        save_lm(last_path, lm, optimizer=optimizer.state_dict(), epoch=epoch, best_ppl=best_ppl, stale=stale, lr=lr,
+                rng=torch.get_rng_state(), train_config=asdict(train_config))
+        if log is not None:
+            log(EpochLog(epoch, train_ppl, dev_ppl, lr, time.monotonic() - started))
+    last_path.unlink(missing_ok=True)
+    if not os.path.isfile(out_path):
+        raise ASRError(f"{out_path}: no epoch was trained (max_epochs {train_config.max_epochs})")
+    return load_lm(out_path), best_ppl
+
+
+def split_dev(sentences: Sequence[str], fraction: float = 0.05) -> tuple[list[str], list[str]]:
+    """(train, dev): every round(1 / fraction)-th sentence held out for dev, the rest for training."""
+    every = max(2, round(1 / fraction))
+    dev = [s for i, s in enumerate(sentences) if i % every == every - 1]
+    train = [s for i, s in enumerate(sentences) if i % every != every - 1]
+    if not dev or not train:
+        raise ASRError("the LM text is too short to hold out dev sentences: give --dev-manifest or more text")
+    return train, dev
+
+
+def ngram_perplexity(arpa_tables: list[dict[tuple[str, ...], tuple[float, float]]], sentences: Sequence[str]) -> float:
+    """Per-word perplexity (EOS counted) of an ARPA back-off model (tables from asr.lm.read_arpa),
+    in natural-log units as the recurrent LMs'; unknown words score as <unk>."""
+    order = len(arpa_tables) - 1
+    total, words = 0.0, 0
+    for sentence in sentences:
+        tokens = ["<s>"] + [w if (w,) in arpa_tables[1] else UNK for w in sentence.split()] + [EOS]
+        for i in range(1, len(tokens)):
+            total += _backoff_log10(arpa_tables, tuple(tokens[max(0, i - order + 1):i + 1]))
+            words += 1
+    return math.exp(-total * math.log(10) / max(words, 1))
+
+
+def _backoff_log10(tables, gram: tuple[str, ...]) -> float:
+    if gram in tables[len(gram)]:
+        return tables[len(gram)][gram][0]
+    if len(gram) == 1:
+        return tables[1].get((UNK,), (-99.0, 0.0))[0]
+    backoff = tables[len(gram) - 1].get(gram[:-1], (0.0, 0.0))[1]
+    return backoff + _backoff_log10(tables, gram[1:])
+
+
+def train_and_report(
+    config: RNNLMConfig,
+    train_config: RNNLMTrainConfig,
+    out_dir: str | os.PathLike,
+    sentences: Sequence[str],
+    dev: Sequence[str] | None = None,
+    resume: bool = False,
+    log: Callable[[str], None] = print,
+    ngram_order: int = 3,
+) -> dict[str, Any]:
+    """`asr lm --type lstm`: train on the sentences, write out_dir/rnnlm.pt and out_dir/rnnlm.json
+    (the per-epoch log, and the dev perplexity of the LM and of an n-gram built from the same
+    sentences, both per word); returns that summary.
+
+    dev: sentences for early stopping; None holds out every 20th training sentence.
+    """
+    from asr.lm import build_arpa, read_arpa  # the n-gram baseline, on the same text
+
+    train, dev = (list(sentences), list(dev)) if dev else split_dev(sentences)
+    if not dev:
+        raise ASRError("the dev text holds no sentences")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    units = sum(len(LMVocab(config.units, (EOS, UNK)).split(s)) + 1 for s in train)
+    log(f"recurrent LM: {config.units} {config.cell} {config.num_layers}x{config.hidden_size}"
+        f"{' + layer norm' if config.layer_norm else ''}, {len(train)} training sentences ({units} {config.units}s "
+        f"with EOS), {len(dev)} dev sentences")
+    epochs: list[dict[str, float]] = []
+
+    def on_epoch(e: EpochLog) -> None:
+        epochs.append(asdict(e))
+        log(f"epoch {e.epoch}: train ppl {e.train_ppl:.2f} per {config.units}, dev ppl {e.dev_ppl:.2f} per word, "
+            f"lr {e.lr:g}, {e.seconds:.1f} s")
+
+    lm, dev_ppl = train_rnnlm(train, dev, config, train_config, out_dir / "rnnlm.pt", resume, on_epoch)
+    _, words, oov = lm.sentence_log_prob(dev)
+    arpa_path = out_dir / f".ngram{ngram_order}.arpa.tmp"
+    arpa_path.write_text(build_arpa(train, ngram_order), encoding="utf-8")
+    try:
+        ngram_ppl = ngram_perplexity(read_arpa(arpa_path), dev)
+    finally:
+        arpa_path.unlink()
+    summary = {
+        "units": config.units, "config": asdict(config), "train_config": asdict(train_config),
+        "train_sentences": len(train), "dev_sentences": len(dev), "vocab_size": len(lm.vocab),
+        "dev_words": words, "dev_oov_words": oov, "dev_ppl": dev_ppl, f"ngram{ngram_order}_dev_ppl": ngram_ppl,
+        "epochs": epochs,
+    }
+    with atomic_write(out_dir / "rnnlm.json") as f:
+        import json
+
+        json.dump(summary, f, indent=2)
+    log(f"dev perplexity per word ({words} words with EOS, {oov} out of vocabulary): recurrent {dev_ppl:.2f}, "
+        f"{ngram_order}-gram on the same text {ngram_ppl:.2f} -> {out_dir / 'rnnlm.pt'}")
+    return summary
