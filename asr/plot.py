@@ -173,14 +173,16 @@ def plot_audio(model: str | os.PathLike, audio: str | os.PathLike, out: str | os
     probs = log_probs.exp()  # (T', V)
     peaks = probs.max(dim=0).values
     peaks[BLANK_ID] = -1  # blank gets its own row, first
-    shown = [BLANK_ID] + [int(i) for i in torch.argsort(peaks, descending=True)[: max(1, top)]]
+    recognised = list(dict.fromkeys(hypothesis.tokens))  # every token of the transcript gets a row
+    by_peak = [int(i) for i in torch.argsort(peaks, descending=True) if int(i) not in recognised and int(i) != BLANK_ID]
+    shown = [BLANK_ID] + recognised + by_peak[: max(0, top - len(recognised))]
     labels = [_token_label(loaded.vocab.tokens[i]) for i in shown]
     image = post_ax.imshow(probs[:, shown].T.numpy(), origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=1,
                            interpolation="nearest", extent=(0, log_probs.shape[0] * loaded.frame_seconds, -0.5,
                                                             len(shown) - 0.5))
     post_ax.set_yticks(range(len(shown)), labels)
-    post_ax.set(title=f"CTC posteriorgram: blank and the {len(shown) - 1} most likely tokens", xlabel="seconds",
-                ylabel="token")
+    post_ax.set(title=f"CTC posteriorgram: blank, the recognised tokens and the most likely others ({len(shown) - 1})",
+                xlabel="seconds", ylabel="token")
     fig.colorbar(image, ax=post_ax, pad=0.01, fraction=0.03)
     for ax in (wave_ax, post_ax):
         ax.set_xlim(0, duration)
