@@ -33,7 +33,7 @@ import torchaudio
 
 from asr.errors import ASRError
 from asr.numpy_features import (  # noqa: F401 (FeatureConfig and the constants are used from here too)
-    LOG_FLOOR, LOUD_SHARE, MIN_LEVEL, STREAM_LEVEL_RANGE_DB, STREAM_MIN_LEVEL_FRAMES, FeatureConfig, next_stream_level,
+    LOG_FLOOR, LOUD_SHARE, MIN_LEVEL, STREAM_LEVEL_RANGE_DB, STREAM_MIN_LEVEL_FRAMES, FeatureConfig, StreamLevel,
 )
 
 @dataclass(frozen=True)
@@ -225,16 +225,14 @@ class FrontEnd:
         block's own level, never below the loudest block's so far minus STREAM_LEVEL_RANGE_DB
         (a long pause is not boosted to speech level), i.e. a level that follows the recording; a
         block shorter than STREAM_MIN_LEVEL_FRAMES (the tail) keeps the level before it."""
-        stream = StreamingLogMel(self.config)
-        loudest = level = None
+        stream, level = StreamingLogMel(self.config), StreamLevel()
         for block in _pushed(stream, blocks):
             if block.shape[0] == 0:
                 continue
             if self.config.level_norm:
                 power = _mel_power(block)
-                if level is None or block.shape[0] >= STREAM_MIN_LEVEL_FRAMES:
-                    level, loudest = next_stream_level(_level(power), block.shape[0], level, loudest)
-                block = _normalise_to(power, level, self.config.level_floor_db)
+                block = _normalise_to(power, level.update(block.shape[0], lambda: _level(power)),
+                                      self.config.level_floor_db)
             yield self.apply_cmvn(block)
 
 

@@ -14,7 +14,7 @@ No torch here (nor anything that imports it). Shapes: samples (N,), feats (T, F)
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -57,15 +57,23 @@ class FeatureConfig:
         return num_samples // self.hop_length + 1
 
 
-def next_stream_level(own: float, frames: int, level: float | None, loudest: float | None) -> tuple[float, float]:
-    """The level a streamed block is normalised with: (level, loudest so far) after a block of
-    `frames` frames whose own level is `own` (see asr.features.FrontEnd.stream). The first block,
-    and every block of at least STREAM_MIN_LEVEL_FRAMES, sets the level: its own, but never below
-    the loudest block's so far minus STREAM_LEVEL_RANGE_DB; a shorter block keeps the level before it."""
-    if level is not None and frames < STREAM_MIN_LEVEL_FRAMES:
-        return level, loudest  # type: ignore[return-value]
-    loudest = own if loudest is None else max(loudest, own)
-    return max(own, loudest * 10 ** (-STREAM_LEVEL_RANGE_DB / 10)), loudest
+class StreamLevel:
+    """The level each block of a streamed signal is normalised with (asr.features.FrontEnd.stream
+    and NumpyFrontEnd.stream): the first block, and every block of at least STREAM_MIN_LEVEL_FRAMES,
+    sets it: its own level, but never below the loudest block's so far minus STREAM_LEVEL_RANGE_DB;
+    a shorter block keeps the level before it (its own is then not measured)."""
+
+    def __init__(self) -> None:
+        self.level: float | None = None
+        self.loudest: float | None = None
+
+    def update(self, frames: int, measure: Callable[[], float]) -> float:
+        """The level for a block of `frames` frames; measure() gives the block's own level."""
+        if self.level is None or frames >= STREAM_MIN_LEVEL_FRAMES:
+            own = measure()
+            self.loudest = own if self.loudest is None else max(self.loudest, own)
+            self.level = max(own, self.loudest * 10 ** (-STREAM_LEVEL_RANGE_DB / 10))
+        return self.level
 
 
 @lru_cache(maxsize=8)
@@ -193,16 +201,14 @@ class NumpyFrontEnd:
         return self._cmvn(feats)
 
     def stream(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-        stream = StreamingLogMel(self.config)
-        level = loudest = None
+        stream, level = StreamingLogMel(self.config), StreamLevel()
         for block in _pushed(stream, blocks):
             if block.shape[0] == 0:
                 continue
             if self.config.level_norm:
                 power = _mel_power(block)
-                if level is None or block.shape[0] >= STREAM_MIN_LEVEL_FRAMES:
-                    level, loudest = next_stream_level(_level(power), block.shape[0], level, loudest)
-                block = _normalise_to(power, level, self.config.level_floor_db)
+                block = _normalise_to(power, level.update(block.shape[0], lambda: _level(power)),
+                                      self.config.level_floor_db)
             yield self._cmvn(block)
 
     def _cmvn(self, feats: np.ndarray) -> np.ndarray:
