@@ -37,6 +37,8 @@ LONG_AUDIO_SECONDS = 60.0  # longer files are streamed and run through the model
 WINDOW_SECONDS = 20.0  # the part of each window whose output is kept
 CONTEXT_SECONDS = 2.0  # extra audio either side of a window, so the bidirectional layers see past its edges
 PAUSE_SECONDS = 0.3  # long files are decoded in segments cut at pauses at least this long
+READ_AHEAD = 4  # transcribe() reads this many batches of files, sorts them by length, then batches them:
+# padding 1.23x the audio on AN4 test instead of 1.79x for batches in input order
 
 
 @dataclass(frozen=True)
@@ -149,11 +151,15 @@ class Transcriber:
                 "e.g. telephone audio); it is upsampled and transcribed")
 
     def transcribe(self, inputs: Iterable[tuple[str, str | None]]) -> Iterator[Transcript]:
-        """(path, error-or-None) pairs (of asr.paths.expand_inputs' AudioInputs) -> Transcripts, in input order."""
+        """(path, error-or-None) pairs (of asr.paths.expand_inputs' AudioInputs) -> Transcripts, in input order.
+
+        Files are read READ_AHEAD batches at a time and batched by length within that group (a
+        padded batch costs its longest file times its size), so results come a group at a time.
+        """
         group: list[tuple[str, str | None]] = []
         for item in inputs:
             group.append(item)
-            if len(group) == self.batch_size:
+            if len(group) == self.batch_size * READ_AHEAD:
                 yield from self._transcribe_group(group)
                 group = []
         if group:
@@ -178,9 +184,10 @@ class Transcriber:
                 continue
             ready.append((index, feats, duration, note))
         ready.sort(key=lambda item: item[1].shape[0])
-        if ready:
-            decoded = self.decode_features([f for _, f, _, _ in ready], [d for _, _, d, _ in ready])
-            for (index, _, duration, note), (text, words) in zip(ready, decoded):
+        for start in range(0, len(ready), self.batch_size):
+            batch = ready[start:start + self.batch_size]
+            decoded = self.decode_features([f for _, f, _, _ in batch], [d for _, _, d, _ in batch])
+            for (index, _, duration, note), (text, words) in zip(batch, decoded):
                 results[index] = Transcript(group[index][0], text, duration, tuple(words), note=note)
         return results  # type: ignore[return-value]
 
