@@ -323,6 +323,9 @@ class RecurrentLM:
         return sentences
 
 
+TABLE_MAX_FLOATS = 1 << 22  # NumpyStep's first-layer table up to 16 MB (a word LM of ~4k words at 4 x 256)
+
+
 class NumpyStep:
     """One network step in numpy, for decoding: the same function as RecurrentLM.step, without
     torch's per-call overhead, which dominates at the batch sizes one beam-search frame gives
@@ -345,6 +348,10 @@ class NumpyStep:
             self.layers.append((weights[prefix + "weight_ih_l0"].T.copy(), weights[prefix + "weight_hh_l0"].T.copy(),
                                 weights[prefix + "bias_ih_l0"], weights[prefix + "bias_hh_l0"], norm))
         self.out_w, self.out_b = weights["out.weight"].T.copy(), weights["out.bias"]
+        # The first layer's input projection of every symbol, precomputed when the table is small
+        # (a character LM: 29 x 4H): one row gather instead of a matrix product each step.
+        w_ih, _, b_ih, _, _ = self.layers[0]
+        self.first_input = self.embed @ w_ih + b_ih if len(self.embed) * w_ih.shape[1] <= TABLE_MAX_FLOATS else None
 
     def initial_states(self, count: int) -> np.ndarray:
         return np.zeros((count, self.layers_n, self.parts, self.hidden), dtype=np.float32)
@@ -357,7 +364,8 @@ class NumpyStep:
         size = self.hidden
         for i, (w_ih, w_hh, b_ih, b_hh, norm) in enumerate(self.layers):
             h = states[:, i, 0]
-            gi, gh = x @ w_ih + b_ih, h @ w_hh + b_hh
+            gi = self.first_input[tokens] if i == 0 and self.first_input is not None else x @ w_ih + b_ih
+            gh = h @ w_hh + b_hh
             if self.cell == "lstm":
                 gates = gi + gh
                 in_gate, forget, cand, out = (gates[:, k * size:(k + 1) * size] for k in range(4))

@@ -156,13 +156,18 @@ def test_cached_batched_scores_equal_scoring_each_history_from_scratch(cat_lms):
         assert score == pytest.approx(float(expected), abs=1e-4)
 
 
+@pytest.mark.parametrize("table", [True, False], ids=["input-table", "input-matmul"])
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_numpy_step_matches_the_torch_network(cell):
+def test_numpy_step_matches_the_torch_network(cell, table, monkeypatch):
+    if not table:  # a vocabulary too large for the first layer's precomputed input table
+        monkeypatch.setattr("asr.rnnlm.TABLE_MAX_FLOATS", 0)
     torch.manual_seed(0)
     lm = RecurrentLM(RNNLM(tiny("word", cell, layer_norm=True), 12).eval(), LMVocab("word", ("</s>", "<unk>", *"ABCDEFGHIJ")))
     tokens, state = torch.tensor([3, 0, 7]), torch.randn(1, lm.model.parts, 3, 32)
     expected, expected_state = lm.step(tokens, state)
-    got, got_state = NumpyStep(lm)(tokens.numpy(), state.permute(2, 0, 1, 3).numpy().copy())
+    step = NumpyStep(lm)
+    assert (step.first_input is not None) == table
+    got, got_state = step(tokens.numpy(), state.permute(2, 0, 1, 3).numpy().copy())
     assert torch.allclose(torch.from_numpy(got), expected, atol=1e-5)
     assert torch.allclose(torch.from_numpy(got_state), expected_state.permute(2, 0, 1, 3), atol=1e-5)
 
