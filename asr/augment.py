@@ -138,18 +138,22 @@ def coloured_noise(num_samples: int, colour: str, rng: np.random.Generator) -> n
     white k = 0 (flat), pink k = 1 (-3 dB per octave), brown k = 2 (-6 dB per octave).
 
     White noise is shaped in the frequency domain (its rfft scaled by f^(-k/2)); the DC bin is
-    zeroed, so the noise has zero mean. Draws num_samples standard normals from rng.
+    zeroed. Pink and brown noise are shaped at a 5-smooth length (fast_fft_length) and cut to
+    num_samples: an utterance's length often has a large prime factor, which made each FFT ~10x
+    slower. Draws num_samples (white) or that length (pink, brown) standard normals from rng.
     """
     if colour not in NOISE_POWER_EXPONENTS:
         raise ValueError(f"unknown noise colour {colour!r}; expected one of {NOISE_COLOURS}")
-    white = rng.standard_normal(num_samples)
     exponent = NOISE_POWER_EXPONENTS[colour]
-    if exponent and num_samples > 1:
+    shaped = bool(exponent) and num_samples > 1
+    length = fast_fft_length(num_samples) if shaped else num_samples
+    white = rng.standard_normal(length)
+    if shaped:
         spectrum = np.fft.rfft(white)
-        freqs = np.fft.rfftfreq(num_samples)  # cycles per sample: the slope does not depend on the rate
+        freqs = np.fft.rfftfreq(length)  # cycles per sample: the slope does not depend on the rate
         amplitude = np.zeros_like(freqs)
         amplitude[1:] = freqs[1:] ** (-exponent / 2)
-        white = np.fft.irfft(spectrum * amplitude, n=num_samples)
+        white = np.fft.irfft(spectrum * amplitude, n=length)[:num_samples]
     rms = math.sqrt(float(np.mean(white**2))) if num_samples else 0.0
     return (white / rms if rms > 0 else white).astype(np.float32)
 
@@ -468,7 +472,7 @@ class Augmenter:
           babble: the number of talkers (rng.integers in babble_speakers), each talker's samples
               (babble_source(rng, N)) and offset (rng.integers), then the SNR (rng.uniform).
           noise_dir: which recording (rng.integers), its offset (rng.integers), the SNR (rng.uniform).
-          coloured noise: the colour (rng.integers), N normals (coloured_noise), the SNR (rng.uniform).
+          coloured noise: the colour (rng.integers), the normals of coloured_noise, the SNR (rng.uniform).
           telephone: the codec (rng.integers).
           gain: the gain in dB (rng.uniform); the only step that clips.
         Before the gain, a signal whose peak exceeds 1 is scaled down (limit_peak), not clipped.

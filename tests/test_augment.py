@@ -84,10 +84,11 @@ def test_gain_clips_to_the_unit_range():
 # ---------------------------------------------------------------------------- noise
 
 
+@pytest.mark.parametrize("length", [4 * RATE, 4 * RATE + 7], ids=["5-smooth", "prime"])  # 64007 is prime
 @pytest.mark.parametrize("colour, slope", [("white", 0.0), ("pink", -3.01), ("brown", -6.02)])
-def test_coloured_noise_has_unit_rms_and_its_spectral_slope(colour, slope):
-    noise = coloured_noise(4 * RATE, colour, np.random.default_rng(1))
-    assert noise.dtype == np.float32 and noise.shape == (4 * RATE,)
+def test_coloured_noise_has_unit_rms_and_its_spectral_slope(colour, slope, length):
+    noise = coloured_noise(length, colour, np.random.default_rng(1))
+    assert noise.dtype == np.float32 and noise.shape == (length,)
     assert np.sqrt(np.mean(noise.astype(np.float64) ** 2)) == pytest.approx(1.0, rel=1e-4)
     assert octave_slope_db(noise) == pytest.approx(slope, abs=0.5)
 

@@ -168,6 +168,24 @@ def test_spec_augment_same_seed_same_output_different_seed_differs():
     assert any(not torch.equal(first, o) for o in others)
 
 
+@pytest.mark.parametrize("frames", [7, 60, 200, 731])
+def test_spec_augment_draws_the_masks_torchaudio_draws_after_seeding(frames):
+    import torchaudio
+
+    feats = positive_feats(frames=frames)
+    config = SpecAugmentConfig()
+    time_width = min(config.time_mask_width, math.floor(frames * config.time_mask_max_ratio))
+    for seed in range(25):
+        spec = feats.transpose(0, 1).unsqueeze(0).clone()  # (1, F, T), torchaudio's layout
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for _ in range(config.freq_masks):
+                spec = torchaudio.functional.mask_along_axis(spec, config.freq_mask_width, 0.0, axis=1)
+            for _ in range(config.time_masks if time_width > 0 else 0):
+                spec = torchaudio.functional.mask_along_axis(spec, time_width, 0.0, axis=2)
+        assert torch.equal(spec_augment(feats, config, seed=seed), spec.squeeze(0).transpose(0, 1))
+
+
 def test_spec_augment_does_not_modify_input():
     feats = positive_feats()
     before = feats.clone()
