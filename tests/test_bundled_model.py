@@ -42,14 +42,14 @@ def transcribe(*paths: Path, decoder: str | None = None) -> tuple[dict[str, str]
     return dict(line.split("\t") for line in result.stdout.splitlines()), result.stderr
 
 
-def test_transcribe_with_no_model_uses_the_bundled_one_and_gets_the_example_right():
-    """Greedy decoding gets every letter; the default beam + LM decoding hears J T E G FOUR
-    (one word of five wrong: the word LM prefers T after J), as the README says."""
+def test_transcribe_with_no_model_uses_the_bundled_one_and_hears_the_example():
+    """Greedy and the default beam + LM decoding each get at most one word of the five wrong: the
+    bundled model (seed 3, chosen on dev) hears J T E G FOUR both ways, as the README says."""
     expected = EXAMPLE.with_suffix(".txt").read_text().strip()
-    greedy, _ = transcribe(EXAMPLE, decoder="greedy")
-    assert greedy == {str(EXAMPLE): expected}
-    default, _ = transcribe(EXAMPLE)
-    assert word_errors(expected, default[str(EXAMPLE)]) <= 1
+    for decoder in ("greedy", None):
+        heard, _ = transcribe(EXAMPLE, decoder=decoder)
+        assert list(heard) == [str(EXAMPLE)]
+        assert word_errors(expected, heard[str(EXAMPLE)]) <= 1
 
 
 def word_errors(reference: str, hypothesis: str) -> int:
