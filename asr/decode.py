@@ -10,7 +10,8 @@ a maintained C++ prefix beam search with KenLM scoring of ARPA files.
   not used. A lexicon decoder over pieces cannot absorb a word's last piece repeated over several
   frames (flashlight leaves a word at its last token), which a character model avoids with " ".
 
-- A recurrent LM (asr.rnnlm) fuses through torchaudio's custom-LM interface (asr.fusion): a word
+- A recurrent LM (asr.rnnlm, or asr.numpy_rnnlm without torch) fuses through flashlight's LM
+  interface, as torchaudio's custom LMs do (asr.fusion): a word
   LM with the lexicon decoder (its words are the lexicon), optionally log-linear with the word
   n-gram, log P_ctc + rnnlm_weight * ln P_rnn + lm_weight * log10 P_ngram + word_score * words;
   a character LM lexicon-free, log P_ctc + rnnlm_weight * ln P_rnn + word_score * words.
@@ -18,8 +19,8 @@ a maintained C++ prefix beam search with KenLM scoring of ARPA files.
 Shapes: log_probs (B, T, V), out_lens (B,): numpy arrays or torch tensors (read through numpy).
 A Hypothesis lists emitted token ids and, for each, the output frame it was emitted at.
 
-No torch here: the torch-free runtime (asr.runtime) decodes with this module too (a recurrent LM
-brings torchaudio's custom-LM interface, imported only when one is used).
+No torch here: the torch-free runtime (asr.runtime) decodes with this module too, recurrent LMs
+included (asr.fusion subclasses flashlight's own LM class).
 """
 
 from __future__ import annotations
@@ -104,6 +105,8 @@ class BeamSearchDecoder:
     checkpoint carries them; they are written to a temporary folder only while flashlight loads them.
     """
 
+    fused = False  # True with a recurrent LM (asr.fusion.FusedLM)
+
     def __init__(
         self, vocab: Vocab, config: DecodeConfig, lm_arpa: str | None = None, lexicon: Sequence[str] | None = None,
         lm_source: str = "the n-gram LM", rnnlm=None,
@@ -152,44 +155,42 @@ class BeamSearchDecoder:
                     raise ASRError(f"{lm_source}: cannot load the beam-search {what} "
                                    f"({_load_error(err, native_output())})") from None
 
-    def _flashlight(self, wrapper):
-        """torchaudio's CTCDecoder keeps the custom LM alive; decoding calls its flashlight decoder
-        directly, as for the n-gram (same __call__, numpy emissions)."""
-        self._torchaudio_decoder = wrapper
-        return wrapper.decoder
-
     def _init_fused(self, vocab: Vocab, config: DecodeConfig, lm_arpa: str | None, lexicon: Sequence[str] | None,
                     lm_source: str, rnnlm) -> None:
-        """The decoder with a recurrent LM (asr.rnnlm.RecurrentLM): see the module docstring."""
-        from torchaudio.models.decoder import ctc_decoder
-        from flashlight.lib.text.dictionary import Dictionary
+        """The decoder with a recurrent LM (asr.rnnlm.RecurrentLM, or its torch-free form
+        asr.numpy_rnnlm.NumpyLM): see the module docstring."""
+        from dataclasses import replace
+
+        from flashlight.lib.text import decoder as flashlight, dictionary
 
         from asr.fusion import FusedLM
-        from asr.rnnlm import UNK
+        from asr.numpy_rnnlm import NumpyLM
 
         if vocab.kind != "char":
             raise ASRError("recurrent LMs decode character models only; this model's units are BPE pieces")
         if rnnlm.vocab.units == "char" and lm_arpa is not None:
             raise ASRError("a character LM decodes without a lexicon, so it cannot be combined with a word n-gram")
+        numpy_lm = rnnlm if isinstance(rnnlm, NumpyLM) else rnnlm.numpy_lm()
+        self.fused = True
         self.vocab = vocab
         self.space_id = vocab.separator_id
         tokens = [WORD_BOUNDARY if t == SPACE else t for t in vocab.tokens]
         silence = WORD_BOUNDARY if self.space_id is not None else vocab.tokens[BLANK_ID]
-        common = dict(tokens=tokens, nbest=1, beam_size=config.beam_size, beam_size_token=config.beam_size_token,
-                      beam_threshold=config.beam_threshold, lm_weight=1.0, blank_token=vocab.tokens[BLANK_ID],
-                      sil_token=silence)
-        if rnnlm.vocab.units == "char":  # lexicon-free over the model's tokens
+        fused_config = replace(config, lm_weight=1.0)  # FusedLM weighs its own scores
+        build = dict(blank=vocab.tokens[BLANK_ID], silence=silence)
+        if numpy_lm.vocab.units == "char":  # lexicon-free over the model's tokens
             self.uses_lexicon = False
-            to_lm = [rnnlm.vocab.id(t) for t in vocab.tokens]
-            self.lm = FusedLM(rnnlm, to_lm, config.rnnlm_weight, word_ends=[self.space_id],
+            to_lm = [numpy_lm.vocab.id(t) for t in vocab.tokens]
+            self.lm = FusedLM(numpy_lm, to_lm, config.rnnlm_weight, word_ends=[self.space_id],
                               word_score=config.word_score)
-            self.decoder = self._flashlight(ctc_decoder(lexicon=None, lm=self.lm, **common))
+            self.decoder, _ = _flashlight_decoder(flashlight, dictionary, fused_config, tokens, None, None, None,
+                                                  lm=self.lm, **build)
             return
         self.uses_lexicon = True
-        spellable = [w for w in rnnlm.vocab.words if not vocab.unknown_chars(w)]
-        extra = sorted(set(lexicon or ()) - set(rnnlm.vocab.symbols))
-        words = [*rnnlm.vocab.symbols, *extra]  # decoder word ids: the LM's ids, then n-gram-only words
-        to_lm = [rnnlm.vocab.id(w) for w in words]
+        spellable = [w for w in numpy_lm.vocab.words if not vocab.unknown_chars(w)]
+        extra = sorted(set(lexicon or ()) - set(numpy_lm.vocab.symbols))
+        words = [*numpy_lm.vocab.symbols, *extra]  # decoder word ids: the LM's ids, then n-gram-only words
+        to_lm = [numpy_lm.vocab.id(w) for w in words]
         with tempfile.TemporaryDirectory(prefix="asr-decoder-") as tmp:
             lexicon_path, dict_path = os.path.join(tmp, "lexicon.txt"), os.path.join(tmp, "words.txt")
             with open(lexicon_path, "w", encoding="utf-8") as f:
@@ -205,15 +206,21 @@ class BeamSearchDecoder:
                     f.write(lm_arpa)
                 with _native_output_captured() as native_output:
                     try:
-                        ngram = KenLM(lm_path, Dictionary(dict_path))
+                        ngram = KenLM(lm_path, dictionary.Dictionary(dict_path))
                     except (RuntimeError, ValueError) as err:
                         raise ASRError(f"{lm_source}: cannot load the n-gram LM ({_load_error(err, native_output())})"
                                        ) from None
-            self.lm = FusedLM(rnnlm, to_lm, config.rnnlm_weight, ngram=ngram, ngram_weight=config.lm_weight)
-            self.decoder = self._flashlight(ctc_decoder(lexicon=lexicon_path, lm=self.lm, lm_dict=dict_path,
-                                                        word_score=config.word_score, unk_word=UNK, **common))
+            self.lm = FusedLM(numpy_lm, to_lm, config.rnnlm_weight, ngram=ngram, ngram_weight=config.lm_weight)
+            self.decoder, _ = _flashlight_decoder(flashlight, dictionary, fused_config, tokens, lexicon_path, None,
+                                                  dict_path, lm=self.lm, **build)
 
     def __call__(self, log_probs, out_lens) -> list[Hypothesis]:
+        if self.fused:  # the recurrent LM's numpy steps: see _one_blas_thread
+            with _one_blas_thread():
+                return self._decode(log_probs, out_lens)
+        return self._decode(log_probs, out_lens)
+
+    def _decode(self, log_probs, out_lens) -> list[Hypothesis]:
         emissions = as_numpy(log_probs).astype(np.float32)
         lens = as_numpy(out_lens).astype(np.int64).reshape(-1)
         if self.uses_lexicon:
@@ -249,10 +256,11 @@ class BeamSearchDecoder:
 
 
 def _flashlight_decoder(flashlight, dictionary, config: DecodeConfig, tokens: list[str], lexicon_path: str | None,
-                        lm_path: str | None, lm_dict_path: str | None, blank: str, silence: str):
+                        lm_path: str | None, lm_dict_path: str | None, blank: str, silence: str, lm=None):
     """flashlight-text's lexicon (or lexicon-free) CTC decoder and its LM, built as torchaudio's
     ctc_decoder builds them (torchaudio/models/decoder/_ctc_decoder.py, unk_word "<unk>",
-    sil_score 0, unk_score -inf, no log-add): returns (decoder, lm); keep the LM alive with it."""
+    sil_score 0, unk_score -inf, no log-add): returns (decoder, lm); keep the LM alive with it.
+    The LM is KenLM over lm_path, or `lm` (a flashlight LM object, e.g. asr.fusion.FusedLM), or none."""
     tokens_dict = dictionary.Dictionary(tokens)
     options = dict(
         beam_size=config.beam_size, beam_size_token=config.beam_size_token or tokens_dict.index_size(),
@@ -269,7 +277,9 @@ def _flashlight_decoder(flashlight, dictionary, config: DecodeConfig, tokens: li
         entries = {tokens_dict.get_entry(i): [[tokens_dict.get_entry(i)]] for i in range(tokens_dict.index_size())}
         entries[UNKNOWN_WORD] = [[UNKNOWN_WORD]]
         word_dict = dictionary.create_word_dict(entries)
-    if lm_path is not None:
+    if lm is not None:
+        pass
+    elif lm_path is not None:
         from flashlight.lib.text.decoder.kenlm import KenLM
 
         lm = KenLM(lm_path, word_dict)
@@ -291,6 +301,24 @@ def _flashlight_decoder(flashlight, dictionary, config: DecodeConfig, tokens: li
     decoder = flashlight.LexiconDecoder(options, trie, lm, silence_id, blank_id, word_dict.get_index(UNKNOWN_WORD),
                                         [], False)
     return decoder, lm
+
+
+_BLAS_CONTROLLER = None
+
+
+def _one_blas_thread():
+    """A context in which numpy's BLAS uses one thread (threadpoolctl). A recurrent LM's network
+    step multiplies matrices of tens of rows: a second BLAS thread only adds synchronisation
+    (the AN4 test set with the word LSTM: 4.0 s against 5.4 s on 2 idle cores, several times
+    slower when the cores are busy)."""
+    global _BLAS_CONTROLLER
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return contextlib.nullcontext()
+    if _BLAS_CONTROLLER is None:
+        _BLAS_CONTROLLER = ThreadpoolController()
+    return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
 
 
 def _emitted(raw_tokens, blank_id: int) -> list[tuple[int, int]]:

@@ -1,15 +1,16 @@
 """Shallow fusion of a recurrent LM (optionally with a word n-gram) into flashlight's CTC beam search.
 
 flashlight-text asks its LM one question at a time, from C++: "the score of unit i after the
-history held in this LM state". `FusedLM` answers through torchaudio's custom-LM interface
-(`CTCDecoderLM`), and keeps that affordable:
+history held in this LM state". `FusedLM` answers as a subclass of flashlight's LM (the class
+torchaudio's custom-LM interface, CTCDecoderLM, wraps; no torch here, so the exported runtime fuses
+too), and keeps that affordable:
 
 - Each decoder LM state is a node of a prefix tree (`state.child(i)` is the same object for the same
   history), so hypotheses that share a history share one recurrent state: cached per node.
 - Asking for a child does not run the network. A node's next-unit distribution is computed only
   when a hypothesis ending there is extended, and then for every node still waiting, in one batched
   step (the LM work of one frame is one matrix product, not one per hypothesis), run in numpy
-  (asr.rnnlm.NumpyStep): at tens of rows a torch call's fixed cost would dominate.
+  (asr.numpy_rnnlm.NumpyStep): at tens of rows a torch call's fixed cost would dominate.
   batch=False computes each node alone when it is first extended instead: fewer network steps
   (pruned hypotheses are never run) but one call each; on AN4 the batched form was faster for a
   2 x 256 word LSTM (1.8x, beam 50) and about even for a character LM.
@@ -27,9 +28,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from torchaudio.models.decoder import CTCDecoderLM, CTCDecoderLMState
+from flashlight.lib.text.decoder import LM, LMState
 
-from asr.rnnlm import EOS_ID, NumpyStep, RecurrentLM
+from asr.numpy_rnnlm import EOS_ID, NumpyLM, NumpyStep
 
 
 class _Node:
@@ -45,7 +46,7 @@ class _Node:
         self.ngram_state = ngram_state
 
 
-class FusedLM(CTCDecoderLM):
+class FusedLM(LM):
     """flashlight LM over decoder unit ids (words of the word dictionary, or acoustic tokens).
 
     to_lm[i] is the recurrent LM's id for decoder unit i (its UNK where it has none).
@@ -53,27 +54,27 @@ class FusedLM(CTCDecoderLM):
     of the sentence, earns word_score. ngram: a flashlight KenLM over the same unit ids, or None.
     """
 
-    def __init__(self, lm: RecurrentLM, to_lm: Sequence[int], weight: float, ngram=None, ngram_weight: float = 0.0,
+    def __init__(self, lm: NumpyLM, to_lm: Sequence[int], weight: float, ngram=None, ngram_weight: float = 0.0,
                  word_ends: Sequence[int] = (), word_score: float = 0.0, batch: bool = True) -> None:
-        CTCDecoderLM.__init__(self)
+        LM.__init__(self)
         self.lm, self.to_lm, self.weight = lm, list(to_lm), weight
         self.step = NumpyStep(lm)
         self.batch = batch
         self.ngram, self.ngram_weight = ngram, ngram_weight
         self.bonus = {i: word_score for i in word_ends}
         self.end_bonus = word_score if word_ends else 0.0
-        self.nodes: dict[CTCDecoderLMState, _Node] = {}
-        self.answers: dict[tuple[CTCDecoderLMState, int], tuple[CTCDecoderLMState, float]] = {}
+        self.nodes: dict[LMState, _Node] = {}
+        self.answers: dict[tuple[LMState, int], tuple[LMState, float]] = {}
         self.pending: list[_Node] = []
         self.steps = self.batches = 0  # network steps run and batches they ran in, for measurement
 
-    def start(self, start_with_nothing: bool = False) -> CTCDecoderLMState:
-        root = CTCDecoderLMState()
+    def start(self, start_with_nothing: bool = False) -> LMState:
+        root = LMState()
         node = _Node(None, EOS_ID, self.ngram.start(start_with_nothing) if self.ngram is not None else None)
         self.nodes, self.pending, self.answers = {root: node}, [node], {}
         return root
 
-    def score(self, state: CTCDecoderLMState, unit: int) -> tuple[CTCDecoderLMState, float]:
+    def score(self, state: LMState, unit: int) -> tuple[LMState, float]:
         answer = self.answers.get((state, unit))
         if answer is not None:
             return answer
@@ -94,7 +95,7 @@ class FusedLM(CTCDecoderLM):
         answer = self.answers[state, unit] = (child, score + self.ngram_weight * ngram_score)
         return answer
 
-    def finish(self, state: CTCDecoderLMState) -> tuple[CTCDecoderLMState, float]:
+    def finish(self, state: LMState) -> tuple[LMState, float]:
         node = self.nodes[state]
         if node.log_probs is None:
             self._compute(node)

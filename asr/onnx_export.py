@@ -25,6 +25,7 @@ import json
 import os
 import tempfile
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +35,10 @@ from asr.atomic import atomic_write, write_text_atomically
 from asr.checkpoint import model_from_payload, read_checkpoint
 from asr.errors import ASRError
 from asr.lm import lexicon_text
+from asr.numpy_rnnlm import weights_to_bytes
 from asr.runtime import (
-    BUNDLE_FILES, CONFIG_FILE, FORMAT, FORMAT_VERSION, LEXICON_FILE, LM_FILE, MANIFEST_FILE, MODEL_FILE, file_sha256,
+    BUNDLE_FILES, CONFIG_FILE, FORMAT, FORMAT_VERSION, LEXICON_FILE, LM_FILE, MANIFEST_FILE, MODEL_FILE, RNNLM_FILE,
+    file_sha256,
 )
 
 OPSET = 17  # LayerNormalization is a standard op from opset 17
@@ -46,7 +49,8 @@ def export_onnx(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, int8:
     """Write the runtime folder for `checkpoint` into out_dir (created if needed); returns its manifest.
 
     Files: model.onnx, config.json (features, CMVN, vocabulary, frame stacking, decoding),
-    lm.arpa and lexicon.txt when the checkpoint carries an LM, and manifest.json (written last:
+    lm.arpa and lexicon.txt when the checkpoint carries an n-gram LM, rnnlm.bin (its weights; the
+    configuration and vocabulary go in config.json) when it carries a recurrent LM, and manifest.json (written last:
     versions, and the size and SHA-256 of every other file).
     """
     try:
@@ -55,9 +59,6 @@ def export_onnx(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, int8:
         raise ASRError(f"ONNX export needs the onnx package: pip install 'asr[onnx]' ({err})") from None
     payload = read_checkpoint(checkpoint)
     loaded = model_from_payload(payload, checkpoint)
-    if loaded.rnnlm is not None:
-        raise ASRError(f"{checkpoint}: decodes with a recurrent LM, which the exported runtime does not run yet; "
-                       "export the model tuned with the n-gram alone (`asr tune-lm` without --rnnlm)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for name in (MANIFEST_FILE, *BUNDLE_FILES):  # an old manifest or LM must not outlive this export
@@ -103,6 +104,13 @@ def export_onnx(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, int8:
                      "lexicon": LEXICON_FILE if loaded.lexicon else None},
         "weights": weights,
     }
+    if loaded.rnnlm is not None:  # the recurrent LM's weights as float32 bytes, read back by asr.runtime
+        numpy_lm = loaded.rnnlm.numpy_lm()
+        data, layout = weights_to_bytes(numpy_lm.weights)
+        config["decoding"]["rnnlm"] = {"file": RNNLM_FILE, "config": asdict(numpy_lm.config),
+                                       "symbols": list(numpy_lm.vocab.symbols), "layout": layout}
+        with atomic_write(out / RNNLM_FILE, binary=True) as f:
+            f.write(data)
     write_text_atomically(out / CONFIG_FILE, json.dumps(config, indent=1) + "\n")
     if loaded.lm_arpa is not None:
         write_text_atomically(out / LM_FILE, loaded.lm_arpa)

@@ -8,6 +8,8 @@ An exported model is a folder (written by `asr export --onnx`, asr.onnx_export):
     config.json     feature config, CMVN stats, vocabulary, frame stacking, decoding settings
     lm.arpa         the n-gram LM for beam search (when the model has one)
     lexicon.txt     the words the LM may spell, in flashlight's lexicon format (character models)
+    rnnlm.bin       a recurrent LM's weights, float32 (when the model decodes with one; its
+                    configuration, vocabulary and weight layout are in config.json)
     manifest.json   format version, the versions it was exported with, size and SHA-256 of each file
 
 `load_exported` checks every file against the manifest before anything runs, so a corrupted or
@@ -31,6 +33,7 @@ import numpy as np
 from asr.decode import DecodeConfig, make_decoder
 from asr.errors import ASRError
 from asr.numpy_features import FeatureConfig, NumpyFrontEnd
+from asr.numpy_rnnlm import LMVocab, NumpyLM, RNNLMConfig, weights_from_bytes
 from asr.text import Vocab
 from asr.transcribe import Transcriber
 
@@ -38,7 +41,8 @@ FORMAT = "asr-onnx"
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE, CONFIG_FILE, LM_FILE, LEXICON_FILE = "model.onnx", "config.json", "lm.arpa", "lexicon.txt"
-BUNDLE_FILES = (MODEL_FILE, CONFIG_FILE, LM_FILE, LEXICON_FILE)  # those a folder can hold (LM and lexicon optional)
+RNNLM_FILE = "rnnlm.bin"
+BUNDLE_FILES = (MODEL_FILE, CONFIG_FILE, LM_FILE, LEXICON_FILE, RNNLM_FILE)  # those a folder can hold (LMs and lexicon optional)
 REQUIRED_FILES = (MODEL_FILE, CONFIG_FILE)
 
 
@@ -73,6 +77,7 @@ class ExportedModel:
     decoding: DecodeConfig = DecodeConfig()
     lm_arpa: str | None = None
     lexicon: tuple[str, ...] | None = None
+    rnnlm: NumpyLM | None = None
 
     @property
     def front_end(self) -> NumpyFrontEnd:
@@ -84,7 +89,8 @@ class ExportedModel:
 
     def decoder(self, override: DecodeConfig | None = None):
         lm_source = os.path.join(self.path, LM_FILE)
-        return make_decoder(self.vocab, override or self.decoding, self.lm_arpa, self.lexicon, lm_source=lm_source)
+        return make_decoder(self.vocab, override or self.decoding, self.lm_arpa, self.lexicon, lm_source=lm_source,
+                            rnnlm=self.rnnlm)
 
     def forward(self, feats: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """One padded model pass: feats [(T, F)] -> log_probs (B, T', V) float32, out_lens (B,)."""
@@ -138,9 +144,11 @@ def load_exported(folder: str | os.PathLike, threads: int | None = None) -> Expo
         section = config.get("decoding") or {}
         decoding = _dataclass(DecodeConfig, section.get("config") or {})
         lm_name, lexicon_name = section.get("lm"), section.get("lexicon")
+        rnnlm_section = section.get("rnnlm")
+        rnnlm_name = rnnlm_section["file"] if rnnlm_section else None
     except (KeyError, TypeError, ValueError, ASRError) as err:
         raise ExportError(f"{config_path}: bad or incomplete configuration ({type(err).__name__}: {err})") from None
-    for name in (lm_name, lexicon_name):
+    for name in (lm_name, lexicon_name, rnnlm_name):
         if name is not None and name not in manifest["files"]:
             raise ExportError(f"{config_path}: names {name}, which {MANIFEST_FILE} does not list")
     lm_arpa = (folder / lm_name).read_text(encoding="utf-8") if lm_name else None
@@ -149,10 +157,27 @@ def load_exported(folder: str | os.PathLike, threads: int | None = None) -> Expo
         from asr.lm import read_lexicon
 
         lexicon = tuple(read_lexicon(folder / lexicon_name))
+    rnnlm = _rnnlm(folder, config_path, rnnlm_section) if rnnlm_section else None
     return ExportedModel(
         path=str(folder), session=_session(folder / MODEL_FILE, threads), features=features, mean=mean, std=std,
-        vocab=vocab, frame_stack=frame_stack, decoding=decoding, lm_arpa=lm_arpa, lexicon=lexicon,
+        vocab=vocab, frame_stack=frame_stack, decoding=decoding, lm_arpa=lm_arpa, lexicon=lexicon, rnnlm=rnnlm,
     )
+
+
+def _rnnlm(folder: Path, config_path: Path, section: dict) -> NumpyLM:
+    """The recurrent LM of config.json's decoding section, its weights read from section["file"]."""
+    try:
+        config = _dataclass(RNNLMConfig, section["config"])
+        vocab = LMVocab(config.units, tuple(section["symbols"]))
+        layout = section["layout"]
+    except (KeyError, TypeError, ValueError, ASRError) as err:
+        raise ExportError(f"{config_path}: bad recurrent LM section ({type(err).__name__}: {err})") from None
+    path = folder / section["file"]
+    try:
+        weights = weights_from_bytes(path.read_bytes(), layout)
+    except (TypeError, ValueError) as err:
+        raise ExportError(f"{path}: does not hold the weights {CONFIG_FILE} describes ({err})") from None
+    return NumpyLM(config, vocab, weights)
 
 
 class OnnxTranscriber(Transcriber):

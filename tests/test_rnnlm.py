@@ -18,9 +18,10 @@ from asr.fusion import FusedLM
 from asr.lm import build_arpa, read_arpa
 from asr.model import AcousticModel, ModelConfig
 from asr.rnnlm import (
-    EOS_ID, LMVocab, NumpyStep, RecurrentLM, RNNLM, RNNLMConfig, RNNLMTrainConfig, batchify, bptt_chunks, load_lm,
+    EOS_ID, LMVocab, RecurrentLM, RNNLM, RNNLMConfig, RNNLMTrainConfig, batchify, bptt_chunks, load_lm,
     ngram_perplexity, read_lm_text, save_lm, stream_ids, train_rnnlm,
 )
+from asr.numpy_rnnlm import NumpyStep
 from asr.text import Vocab
 from torchaudio.models.decoder import ctc_decoder
 
@@ -140,7 +141,7 @@ def test_cached_batched_scores_equal_scoring_each_history_from_scratch(cat_lms):
             asked.append((histories[state], to_lm[unit], score))
             return child, score
 
-    recording = Recording(lm, to_lm, weight=1.0)
+    recording = Recording(lm.numpy_lm(), to_lm, weight=1.0)
     torch.manual_seed(0)
     log_probs = torch.randn(1, 12, len(vocab)).log_softmax(-1)
     tokens = [WORD_BOUNDARY if t == " " else t for t in vocab.tokens]
@@ -160,12 +161,12 @@ def test_cached_batched_scores_equal_scoring_each_history_from_scratch(cat_lms):
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_numpy_step_matches_the_torch_network(cell, table, monkeypatch):
     if not table:  # a vocabulary too large for the first layer's precomputed input table
-        monkeypatch.setattr("asr.rnnlm.TABLE_MAX_FLOATS", 0)
+        monkeypatch.setattr("asr.numpy_rnnlm.TABLE_MAX_FLOATS", 0)
     torch.manual_seed(0)
     lm = RecurrentLM(RNNLM(tiny("word", cell, layer_norm=True), 12).eval(), LMVocab("word", ("</s>", "<unk>", *"ABCDEFGHIJ")))
     tokens, state = torch.tensor([3, 0, 7]), torch.randn(1, lm.model.parts, 3, 32)
     expected, expected_state = lm.step(tokens, state)
-    step = NumpyStep(lm)
+    step = NumpyStep(lm.numpy_lm())
     assert (step.first_input is not None) == table
     got, got_state = step(tokens.numpy(), state.permute(2, 0, 1, 3).numpy().copy())
     assert torch.allclose(torch.from_numpy(got), expected, atol=1e-5)
@@ -281,6 +282,26 @@ def test_lm_command_trains_reports_both_perplexities_and_samples(tmp_path, capsy
     assert len(capsys.readouterr().out.strip().splitlines()) == 3
 
 
+def test_fused_beam_search_runs_the_lm_steps_with_one_blas_thread(cat_lms, monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    import asr.fusion
+
+    threads_seen = []
+    step = asr.fusion.NumpyStep.__call__
+
+    def recording(self, tokens, states):
+        threads_seen.append({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+        return step(self, tokens, states)
+
+    monkeypatch.setattr(asr.fusion.NumpyStep, "__call__", recording)
+    vocab = Vocab.from_texts(["THE CAT SAT HAT"])
+    decode = make_decoder(vocab, DecodeConfig(decoder="beam", beam_size=5, rnnlm_weight=0.5), rnnlm=cat_lms["char"])
+    torch.manual_seed(0)
+    decode((3 * torch.randn(1, 20, len(vocab))).log_softmax(-1), torch.tensor([20]))
+    assert threads_seen and all(seen <= {1} for seen in threads_seen)
+
+
 def test_batched_and_one_at_a_time_scoring_find_the_same_hypothesis(cat_lms):
     lm = cat_lms["char"]
     vocab = Vocab.from_texts(["THE CAT SAT HAT"])
@@ -290,7 +311,7 @@ def test_batched_and_one_at_a_time_scoring_find_the_same_hypothesis(cat_lms):
     log_probs = (3 * torch.randn(2, 30, len(vocab))).log_softmax(-1)
     found = {}
     for batch in (True, False):
-        fused = FusedLM(lm, to_lm, weight=0.7, word_ends=[vocab.separator_id], word_score=0.5, batch=batch)
+        fused = FusedLM(lm.numpy_lm(), to_lm, weight=0.7, word_ends=[vocab.separator_id], word_score=0.5, batch=batch)
         search = ctc_decoder(lexicon=None, tokens=tokens, lm=fused, beam_size=10, lm_weight=1.0,
                              blank_token=vocab.tokens[0], sil_token=WORD_BOUNDARY)
         results = search(log_probs, torch.tensor([30, 25]))
@@ -324,10 +345,12 @@ def test_tune_lm_attaches_a_recurrent_lm_that_transcribe_then_uses(overfit_model
     result = run_asr("transcribe", "--model", str(out), first.audio)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\t", 1)[1].strip() == first.text
-    exported = run_asr("export", "--model", str(out), "--onnx", str(tmp_path / "onnx"))  # not run by the runtime yet
-    assert exported.returncode == 1 and exported.stderr.splitlines() == [
-        f"asr: error: {out}: decodes with a recurrent LM, which the exported runtime does not run yet; export the "
-        "model tuned with the n-gram alone (`asr tune-lm` without --rnnlm)"]
+    exported = run_asr("export", "--model", str(out), "--onnx", str(tmp_path / "onnx"))  # the LM goes along
+    assert exported.returncode == 0, exported.stderr
+    assert (tmp_path / "onnx" / "rnnlm.bin").is_file()
+    result = run_asr("transcribe", "--model", str(tmp_path / "onnx"), first.audio)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\t", 1)[1].strip() == first.text
 
 
 def test_ngram_lm_can_be_built_from_a_text_file_too(tmp_path, capsys):
