@@ -117,7 +117,8 @@ def test_exported_graph_gives_the_model_log_probs_on_an4_test(exported, an4_file
 def test_export_is_reproducible_and_its_manifest_lists_every_file(exported, tmp_path):
     manifest = json.loads((exported / "manifest.json").read_text())
     assert manifest["source"]["sha256"] == file_sha256(BUNDLED_CHECKPOINT)
-    assert set(manifest["files"]) == {"model.onnx", "config.json", "lm.arpa", "lexicon.txt"}
+    assert set(manifest["files"]) == {p.name for p in exported.iterdir()} - {"manifest.json"}
+    assert {"model.onnx", "config.json", "rnnlm.bin"} <= set(manifest["files"])  # the bundled model's word LSTM too
     assert manifest["exported_with"]["torch"] == torch.__version__.split("+")[0]
     again = tmp_path / "again"
     export_onnx(BUNDLED_CHECKPOINT, again)
@@ -239,8 +240,8 @@ def flip_a_byte(path: Path) -> None:
 
 @pytest.mark.parametrize("damage, named, problem", [
     (lambda f: flip_a_byte(f / "model.onnx"), "model.onnx", "does not match its checksum in manifest.json"),
-    (lambda f: (f / "lm.arpa").write_text("\\data\\\n"), "lm.arpa", "does not match its checksum"),
-    (lambda f: (f / "lexicon.txt").unlink(), "lexicon.txt", "missing (listed in manifest.json)"),
+    (lambda f: flip_a_byte(f / "rnnlm.bin"), "rnnlm.bin", "does not match its checksum"),
+    (lambda f: (f / "rnnlm.bin").unlink(), "rnnlm.bin", "missing (listed in manifest.json)"),
     (lambda f: (f / "manifest.json").unlink(), "manifest.json", "missing"),
     (lambda f: (f / "manifest.json").write_text("{"), "manifest.json", "not readable JSON"),
 ])
@@ -297,3 +298,33 @@ def test_export_command_writes_a_folder_transcribe_runs(untrained_model, tmp_pat
         "asr: error: --fp16 applies to --out; an ONNX export stores weights as the checkpoint holds them "
         "(float16 when they are float16), or int8 with --int8",
         "asr: error: --int8 applies to --onnx"]
+
+
+@pytest.mark.parametrize("units", ["word", "char"])
+def test_a_model_with_a_recurrent_lm_exports_and_decodes_the_same_without_torch(units, tmp_path):
+    from asr.checkpoint import decoding_section, read_checkpoint, save_checkpoint
+    from asr.decode import DecodeConfig
+    from asr.rnnlm import RNNLMConfig, RNNLMTrainConfig, train_rnnlm
+
+    text = ["J P E G FOUR", "ENTER SIX TWO FOUR", "YES", "NO", "RUBOUT"] * 10  # AN4-like sentences
+    lm, _ = train_rnnlm(text, text[:5], RNNLMConfig(units=units, num_layers=1, hidden_size=32, dropout=0.0),
+                        RNNLMTrainConfig(max_epochs=5, batch_size=2, bptt=10, lr=1e-2), tmp_path / "lm.pt")
+    payload = read_checkpoint(BUNDLED_CHECKPOINT)
+    decoding = DecodeConfig(decoder="beam", beam_size=10, beam_size_token=8, rnnlm_weight=0.5, word_score=1.0)
+    payload["decoding"] = decoding_section(decoding, rnnlm=lm)  # the recurrent LM alone
+    save_checkpoint(tmp_path / "model.pt", payload)
+    export_onnx(tmp_path / "model.pt", tmp_path / "onnx")
+
+    exported = load_exported(tmp_path / "onnx")
+    assert "rnnlm.bin" in verify_export(tmp_path / "onnx")["files"]
+    assert exported.rnnlm.vocab == lm.vocab and exported.rnnlm.config == lm.config
+    expected_weights = lm.numpy_lm().weights
+    assert set(exported.rnnlm.weights) == set(expected_weights)
+    assert all(np.array_equal(exported.rnnlm.weights[k], v) for k, v in expected_weights.items())
+    (expected,) = Transcriber(load_model(tmp_path / "model.pt")).transcribe([(str(EXAMPLE), None)])
+    result = run_cli_reporting_imports("transcribe", "--model", str(tmp_path / "onnx"), str(EXAMPLE))
+    assert result.returncode == 0, result.stderr
+    heard, imported = result.stdout.splitlines()
+    assert imported == "imported: []"
+    assert heard.split("\t")[1] == expected.text
+    assert error_rates([EXAMPLE.with_suffix(".txt").read_text().strip()], [expected.text]).words.errors <= 1
