@@ -204,6 +204,8 @@ def child_main(args) -> dict:
     dataset = torch.load(args.cache, weights_only=False)  # our own pickle, written by the parent
     if args.child == "data_nospecaug":
         dataset.specaugment = None
+    if getattr(dataset, "augmenter", None) is not None:
+        dataset.augmenter.prepare()  # every simulated room made first, as asr/train.py does: not timed
     sampler = LengthBucketSampler(dataset.num_frames, tc.max_frames, tc.max_batch_size, shuffle=True, seed=tc.seed)
     if args.child.startswith("data"):
         return data_pipeline(args.child, dataset, sampler, config.features.hop_ms / 1000)

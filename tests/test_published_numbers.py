@@ -2,7 +2,7 @@
 
 The expected WERs are read from asr/pretrained/an4_blstm/MODEL_CARD.md, so this test follows the
 card when the model (and its card) change. Decodes the 130 test utterances twice: greedy, and
-the model's own decoding (beam search + its word 3-gram LM), with the PyTorch checkpoint and with
+the model's own decoding (beam search + its LM: a word LSTM since 2026-11-30), with the PyTorch checkpoint and with
 its exported form (what `asr transcribe` runs), whose transcripts must be the same.
 Skipped only when AN4 is absent.
 """
@@ -34,7 +34,7 @@ def card_test_wers(card: str) -> dict[str, float]:
     """{'greedy': WER %, 'beam_lm': WER %} from the card's table row for the test set."""
     (row,) = [line for line in card.splitlines() if line.startswith("| test (")]
     greedy = re.search(r"greedy WER ([\d.]+) %", row)
-    beam_lm = re.search(r"beam \+ [^|;]*?LM WER ([\d.]+) %", row)
+    beam_lm = re.search(r"beam \+ [^|;]*?(?:LM|LSTM) WER ([\d.]+) %", row)
     assert greedy and beam_lm, f"{MODEL_CARD}: no greedy and beam + LM WERs in the test row: {row}"
     return {"greedy": float(greedy.group(1)), "beam_lm": float(beam_lm.group(1))}
 
@@ -42,6 +42,8 @@ def card_test_wers(card: str) -> dict[str, float]:
 def test_the_card_row_is_parsed():
     row = "| test (an4test_clstk, 130 utterances) | greedy WER 8.80 %, CER 3.78 %; beam + 3-gram LM WER 7.89 % (61 errors) |"
     assert card_test_wers(row) == {"greedy": 8.80, "beam_lm": 7.89}
+    row = "| test (an4test_clstk) | greedy WER 13.58 %, CER 5.85 %; beam + word LSTM WER 9.70 % (75 errors); with the 3-gram 10.74 % |"
+    assert card_test_wers(row) == {"greedy": 13.58, "beam_lm": 9.70}
 
 
 @pytest.mark.an4
@@ -54,7 +56,7 @@ def test_bundled_model_scores_the_wers_its_card_states_on_an4_test(an4_dir, tmp_
     references = [u.text for u in test]
 
     loaded = load_model(BUNDLED_CHECKPOINT)
-    assert loaded.decoding.decoder == "beam" and loaded.lm_arpa is not None  # its own decoding: beam + LM
+    assert loaded.decoding.decoder == "beam" and (loaded.lm_arpa, loaded.rnnlm) != (None, None)  # beam + an LM
     expected = card_test_wers(MODEL_CARD.read_text(encoding="utf-8"))
     exported = load_exported(BUNDLED_MODEL)
     texts = {}
