@@ -32,7 +32,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -159,8 +159,6 @@ class BeamSearchDecoder:
                     lm_source: str, rnnlm) -> None:
         """The decoder with a recurrent LM (asr.rnnlm.RecurrentLM, or its torch-free form
         asr.numpy_rnnlm.NumpyLM): see the module docstring."""
-        from dataclasses import replace
-
         from flashlight.lib.text import decoder as flashlight, dictionary
 
         from asr.fusion import FusedLM
@@ -277,13 +275,11 @@ def _flashlight_decoder(flashlight, dictionary, config: DecodeConfig, tokens: li
         entries = {tokens_dict.get_entry(i): [[tokens_dict.get_entry(i)]] for i in range(tokens_dict.index_size())}
         entries[UNKNOWN_WORD] = [[UNKNOWN_WORD]]
         word_dict = dictionary.create_word_dict(entries)
-    if lm is not None:
-        pass
-    elif lm_path is not None:
+    if lm is None and lm_path is not None:
         from flashlight.lib.text.decoder.kenlm import KenLM
 
         lm = KenLM(lm_path, word_dict)
-    else:
+    elif lm is None:
         lm = flashlight.ZeroLM()
     blank_id, silence_id = tokens_dict.get_index(blank), tokens_dict.get_index(silence)
     if not lexicon:

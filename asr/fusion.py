@@ -57,7 +57,7 @@ class FusedLM(LM):
     def __init__(self, lm: NumpyLM, to_lm: Sequence[int], weight: float, ngram=None, ngram_weight: float = 0.0,
                  word_ends: Sequence[int] = (), word_score: float = 0.0, batch: bool = True) -> None:
         LM.__init__(self)
-        self.lm, self.to_lm, self.weight = lm, list(to_lm), weight
+        self.to_lm, self.weight = list(to_lm), weight
         self.step = NumpyStep(lm)
         self.batch = batch
         self.ngram, self.ngram_weight = ngram, ngram_weight

@@ -125,7 +125,7 @@ def weights_from_bytes(data: bytes, layout: list) -> dict[str, np.ndarray]:
         size = int(np.prod(shape, dtype=np.int64))
         if offset + size > len(flat):
             raise ValueError(f"{name}: the weights end early")
-        weights[str(name)] = flat[offset:offset + size].reshape(shape).astype(np.float32)
+        weights[str(name)] = flat[offset:offset + size].reshape(shape)  # read-only views: never written
         offset += size
     if offset != len(flat):
         raise ValueError(f"{len(flat) - offset} values more than the layout lists")
