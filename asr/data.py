@@ -89,6 +89,12 @@ class Batch:
     token_lens: torch.Tensor
     ids: list[str]
 
+    def pin_memory(self) -> Batch:
+        """The batch in page-locked memory (DataLoader(pin_memory=True) calls this), so that the
+        copy to a GPU with non_blocking=True really overlaps."""
+        return Batch(self.feats.pin_memory(), self.feat_lens.pin_memory(), self.tokens.pin_memory(),
+                     self.token_lens.pin_memory(), self.ids)
+
     def to(self, device: torch.device | str) -> Batch:
         return Batch(
             self.feats.to(device, non_blocking=True),

@@ -306,28 +306,42 @@ def optimisation_step(
     use_amp: bool = False,
     forward: torch.nn.Module | None = None,
     all_true: Callable[[bool], bool] = bool,
+    amp_dtype: torch.dtype = torch.bfloat16,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> StepResult:
-    """One update on a batch already on the model's device: forward (bf16 autocast when use_amp),
-    CTC loss, backward, per-layer gradient norms, clipping to grad_clip, optimizer step.
+    """One update on a batch already on the model's device: forward (autocast to amp_dtype when
+    use_amp), CTC loss, backward, per-layer gradient norms, clipping to grad_clip, optimizer step.
 
     `forward` runs the batch (default: the model; a DDP wrapper or compiled model in practice);
     `model` owns the parameters and has `layers` and `output` (see layer_grad_norms). A loss or
     gradient that is not finite on any rank (`all_true` reduces the flag over ranks) makes no update.
+    With a `scaler` (float16 autocast needs one) the loss is scaled before backward and the
+    gradients unscaled before their norms are taken; an overflow skips the update and lowers the scale.
     """
     device_type = batch.feats.device.type
-    with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=use_amp):
+    with torch.autocast(device_type=device_type, dtype=amp_dtype, enabled=use_amp):
         log_probs, out_lens = (forward or model)(batch.feats, batch.feat_lens)
     loss = ctc_loss(log_probs, out_lens, batch)
     optimizer.zero_grad(set_to_none=True)
     if not all_true(bool(torch.isfinite(loss))):  # every rank skips a bad step together
         return StepResult(loss, finite=False)
-    loss.backward()
+    if scaler is None:
+        loss.backward()
+    else:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)  # true gradients for the norms and the clipping
     layer_norms = layer_grad_norms(model)  # before clipping: the raw gradient flow
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     if not bool(torch.isfinite(grad_norm)):
         optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.update()  # the overflow seen by unscale_ halves the scale
         return StepResult(loss, finite=False)
-    optimizer.step()
+    if scaler is None:
+        optimizer.step()
+    else:
+        scaler.step(optimizer)
+        scaler.update()
     return StepResult(loss, finite=True, grad_norm=float(grad_norm), layer_norms=layer_norms)
 
 
@@ -469,6 +483,7 @@ class Trainer:
             self.train_set.augmenter.prepare()  # the workers fork with every room already made
         loader = torch.utils.data.DataLoader(
             self.train_set, batch_sampler=batches, collate_fn=collate, num_workers=tc.num_workers,
+            pin_memory=self.device.type == "cuda",  # page-locked batches: the copy to the GPU overlaps
             generator=torch.Generator().manual_seed(tc.seed),  # keeps the global RNG untouched
         )
         self.model.train()

@@ -2,7 +2,7 @@
 per wall second and peak memory, for several ways of batching and running the model.
 
     python bench/train_throughput.py [--quick] [--threads 2] [--steps N] [--variants bucketed,packed,...]
-                                     [--model-config conf/librispeech_blstm.yaml]
+                                     [--model-config conf/librispeech_blstm.yaml] [--workers N]
 
 Each variant runs in a fresh child process (so its peak RSS is its own) on the same cached
 dataset: `warmup` steps on epoch 0's batches, then `steps` timed steps on epoch 1's batches
@@ -12,8 +12,11 @@ dataset: `warmup` steps on epoch 0's batches, then `steps` timed steps on epoch 
 CPU variants: bucketed (the default LengthBucketSampler, max_frames from the config), random
 (unsorted batches of the bucketed mean size), packed (a bench-only nn.LSTM(bidirectional=True)
 stack fed with pack_padded_sequence, same sizes), compiled (torch.compile of the default model),
-and the data pipeline alone (batches/s with and without SpecAugment). With CUDA: fp32 vs bf16
-autocast, cuDNN on vs off.
+ceiling (a bare nn.LSTM stack of the same shapes: forward, backward and AdamW on random tensors of
+each batch's shape, no layer norm, CTC or clipping), and the data pipeline alone (batches/s with and
+without SpecAugment). With CUDA: fp32, bf16 autocast and fp16 autocast + GradScaler; cuDNN on vs off;
+bucketed vs random batches; the pipeline in the step vs batches preloaded on the GPU; the ceiling in
+fp32 and bf16, so each row's `of_ceiling` says how close training gets to the bare recurrent stack.
 """
 
 from __future__ import annotations
@@ -35,8 +38,11 @@ from report import Report
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "conf" / "an4_blstm.yaml"
-CPU_VARIANTS = ("bucketed", "random", "packed", "compiled", "data", "data_nospecaug")
-CUDA_VARIANTS = ("cuda_fp32", "cuda_bf16", "cuda_fp32_nocudnn", "cuda_bf16_nocudnn")
+CPU_VARIANTS = ("bucketed", "random", "packed", "compiled", "ceiling", "data", "data_nospecaug")
+CUDA_VARIANTS = ("cuda_fp32", "cuda_bf16", "cuda_fp16", "cuda_fp32_nocudnn", "cuda_bf16_nocudnn", "cuda_bf16_random",
+                 "cuda_fp32_preloaded", "cuda_bf16_preloaded", "cuda_ceiling_fp32", "cuda_ceiling_bf16")
+# cuda_fp16: float16 autocast with a GradScaler; _preloaded: every batch collated onto the GPU before
+# timing (the model alone); ceiling: a bare nn.LSTM stack of the same shapes on random tensors
 RESULT_PREFIX = "RESULT "
 
 
@@ -119,6 +125,8 @@ def run_variant(variant: str, cache: Path, args) -> dict:
                "--warmup", str(args.warmup), "--steps", str(args.steps)]
     if args.model_config:
         command += ["--model-config", args.model_config]
+    if args.workers is not None:
+        command += ["--workers", str(args.workers)]
     timeout = args.compile_timeout if variant == "compiled" else None
     print(f"  {variant} ...", flush=True)
     done = run_child(command, env=child_env(args.threads), timeout=timeout, check=False)
@@ -141,6 +149,8 @@ def main() -> None:
                         help="comma-separated subset (CUDA ones are skipped without CUDA)")
     parser.add_argument("--model-config", help="time this config's model and batch limits on AN4 "
                         "(e.g. conf/librispeech_blstm.yaml); writes results/train_throughput_<name>.json")
+    parser.add_argument("--workers", type=int, help="DataLoader workers for the timed steps (default: the config's "
+                        "train.num_workers; a GPU needs several)")
     parser.add_argument("--compile-timeout", type=float, default=600, help="give up on torch.compile after this (s)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--cache", help=argparse.SUPPRESS)
@@ -164,7 +174,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown variants {sorted(unknown)}")
     if not torch.cuda.is_available():
-        variants = [v for v in variants if not v.startswith("cuda")]
+        variants = [v for v in variants if Variant.parse(v).device != "cuda"]
 
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         cache = Path(tmp) / "features.pt"
@@ -176,8 +186,9 @@ def main() -> None:
     for row in rows:
         if base and "audio_s_per_s" in row and not row["variant"].startswith("data"):
             row["speed_vs_bucketed"] = round(row["audio_s_per_s"] / base["audio_s_per_s"], 3)
-    train_cols = ["variant", "device", "audio_s_per_s", "steps_per_s", "speed_vs_bucketed", "mean_batch", "padding",
-                  "fetch_share", "warmup_s", "peak_rss_mb", "cuda_peak_mb", "error"]
+        add_ceiling_fraction(row, rows)
+    train_cols = ["variant", "device", "audio_s_per_s", "steps_per_s", "speed_vs_bucketed", "of_ceiling", "workers",
+                  "mean_batch", "padding", "fetch_share", "warmup_s", "peak_rss_mb", "cuda_peak_mb", "error"]
     data_cols = ["variant", "batches_per_s", "audio_s_per_s", "batches", "peak_rss_mb"]
     train_rows = [r for r in rows if not r["variant"].startswith("data")]
     data_rows = [r for r in rows if r["variant"].startswith("data")]
@@ -193,12 +204,48 @@ def main() -> None:
 # ---------------------------------------------------------------- child: one variant
 
 
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """What a variant's name asks for: cuda_bf16_nocudnn -> device cuda, bf16 autocast, cuDNN off."""
+
+    name: str
+    device: str  # cpu | cuda
+    precision: str  # fp32 | bf16 | fp16 (float16 autocast + GradScaler)
+    cudnn: bool
+    batches: str  # bucketed | random
+    source: str  # pipeline (DataLoader each step) | preloaded (batches on the device first) | ceiling
+    model: str  # default | packed | compiled
+
+    @classmethod
+    def parse(cls, name: str) -> Variant:
+        parts = set(name.split("_"))
+        return cls(
+            name=name,
+            device="cuda" if "cuda" in parts else "cpu",
+            precision=next((p for p in ("bf16", "fp16") if p in parts), "fp32"),
+            cudnn="nocudnn" not in parts,
+            batches="random" if "random" in parts else "bucketed",
+            source="ceiling" if "ceiling" in parts else "preloaded" if "preloaded" in parts else "pipeline",
+            model=next((m for m in ("packed", "compiled") if m in parts), "default"),
+        )
+
+    @property
+    def label(self) -> str:
+        extras = [self.precision] if self.precision != "fp32" else []
+        extras += [] if self.cudnn else ["no-cudnn"]
+        extras += [self.source] if self.source != "pipeline" else []
+        return " ".join([self.device] + extras)
+
+
 def child_main(args) -> dict:
     from asr.data import LengthBucketSampler
     from asr.model import AcousticModel
     from asr.text import Vocab
 
+    variant = Variant.parse(args.child)
     config = load_run_config(args.model_config)
+    if args.workers is not None:
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, num_workers=args.workers))
     tc = config.train
     vocab = Vocab.load(config.data.vocab)
     dataset = torch.load(args.cache, weights_only=False)  # our own pickle, written by the parent
@@ -213,33 +260,37 @@ def child_main(args) -> dict:
     def epoch_batches(epoch: int) -> list[list[int]]:
         sampler.set_epoch(epoch)
         bucketed = sampler.batches()
-        if args.child != "random":
+        if variant.batches != "random":
             return bucketed
         size = round(sum(map(len, bucketed)) / len(bucketed))  # the bucketed mean batch size
         order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(tc.seed * 7 + epoch)).tolist()
         return [order[i:i + size] for i in range(0, len(order), size)]
 
     torch.manual_seed(tc.seed)
-    device = torch.device("cuda" if args.child.startswith("cuda") else "cpu")
+    device = torch.device(variant.device)
     if device.type == "cuda":
-        torch.backends.cudnn.enabled = "nocudnn" not in args.child
-        torch.backends.cudnn.benchmark = torch.backends.cudnn.enabled  # as asr/train.py
-    model_cls = PackedModel if args.child == "packed" else AcousticModel
-    model = model_cls(config.model, input_dim=config.features.n_mels, vocab_size=len(vocab)).to(device)
+        torch.backends.cudnn.enabled = variant.cudnn
+        torch.backends.cudnn.benchmark = variant.cudnn  # as asr/train.py
+    if variant.source == "ceiling":
+        model = CeilingModel(config.model, input_dim=config.features.n_mels).to(device)
+    else:
+        model_cls = PackedModel if variant.model == "packed" else AcousticModel
+        model = model_cls(config.model, input_dim=config.features.n_mels, vocab_size=len(vocab)).to(device)
     params = sum(p.numel() for p in model.parameters())
-    forward = torch.compile(model) if args.child == "compiled" else model
+    forward = torch.compile(model) if variant.model == "compiled" else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    use_amp = "bf16" in args.child
+    stepper = Stepper(model, forward, optimizer, variant, tc.grad_clip)
 
     def steps(epoch: int, count: int | None) -> dict:
-        return run_steps(model, forward, optimizer, dataset, epoch_batches(epoch)[:count], epoch, device, use_amp, config)
+        return run_steps(stepper, dataset, epoch_batches(epoch)[:count], epoch, device, config)
 
     warmup = steps(0, args.warmup)
     timed = steps(1, args.steps or None)
     result = {
         "variant": args.child,
-        "device": str(device) + (" bf16" if use_amp else "") + (" no-cudnn" if "nocudnn" in args.child else ""),
+        "device": variant.label,
         "parameters": params,
+        "workers": tc.num_workers,
         "steps": timed["steps"],
         "audio_seconds": round(timed["audio"], 1),
         "seconds": round(timed["seconds"], 2),
@@ -253,33 +304,85 @@ def child_main(args) -> dict:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "cuda_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if device.type == "cuda" else None,
     }
-    if args.child == "compiled":
+    if variant.model == "compiled":
         result["dynamo"] = dynamo_counts()
     return result
 
 
-def run_steps(model, forward, optimizer, dataset, batches, epoch, device, use_amp, config) -> dict:
-    """Training steps over `batches` with asr.train.optimisation_step; returns totals (time, audio, frames)."""
+class CeilingModel(nn.Module):
+    """The bare recurrent stack of the default model's shapes: one nn.LSTM (cuDNN's fused multi-layer
+    kernel on a GPU) over stacked frames, no layer norm, dropout, output layer or CTC.
+    feats (B, T, F) -> outputs (B, T / stack, 2H); the loss is their mean square."""
+
+    def __init__(self, config, input_dim: int) -> None:
+        from asr.model import CELLS
+
+        super().__init__()
+        self.config = config
+        self.rnn = CELLS[config.cell](input_dim * config.frame_stack, config.hidden_size, num_layers=config.num_layers,
+                                      batch_first=True, bidirectional=config.bidirectional)
+
+    def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        from asr.model import stack_frames
+
+        x, lens = stack_frames(feats, feat_lens, self.config.frame_stack)
+        return self.rnn(x)[0], lens
+
+
+class Stepper:
+    """One timed update for a variant: asr.train.optimisation_step (with a GradScaler for fp16), or,
+    for the ceiling, forward + mean-square loss + backward + AdamW on the bare stack."""
+
+    def __init__(self, model, forward, optimizer, variant: Variant, grad_clip: float) -> None:
+        self.model, self.forward, self.optimizer, self.variant, self.grad_clip = model, forward, optimizer, variant, grad_clip
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(variant.precision)
+        self.scaler = torch.amp.GradScaler(variant.device) if variant.precision == "fp16" else None
+
+    def __call__(self, batch) -> torch.Tensor:
+        from asr.train import optimisation_step
+
+        use_amp = self.amp_dtype is not None
+        if self.variant.source != "ceiling":
+            return optimisation_step(self.model, batch, self.optimizer, self.grad_clip, use_amp, forward=self.forward,
+                                     amp_dtype=self.amp_dtype or torch.bfloat16, scaler=self.scaler).loss
+        with torch.autocast(device_type=self.variant.device, dtype=self.amp_dtype or torch.bfloat16, enabled=use_amp):
+            outputs, _ = self.forward(batch.feats, batch.feat_lens)
+        loss = outputs.float().square().mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+
+def run_steps(stepper: Stepper, dataset, batches, epoch, device, config) -> dict:
+    """Training steps over `batches`; returns totals (time, audio, frames). With the pipeline, each
+    step's time includes getting its batch from the DataLoader and copying it to the device; a
+    preloaded (or ceiling) variant collates every batch onto the device first, untimed."""
     from asr.data import collate
-    from asr.train import optimisation_step
 
     tc = config.train
     hop_s = config.features.hop_ms / 1000
     dataset.set_epoch(epoch)
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=collate, num_workers=tc.num_workers,
+                                         pin_memory=device.type == "cuda",  # as asr/train.py
                                          generator=torch.Generator().manual_seed(tc.seed))
-    model.train()
+    stepper.model.train()
     totals = {"steps": 0, "seconds": 0.0, "fetch": 0.0, "audio": 0.0, "frames": 0, "padded": 0, "utts": 0,
               "last_loss": float("nan")}
-    iterator = iter(loader)
+    if stepper.variant.source == "pipeline":
+        iterator = iter(loader)
+    else:
+        iterator = iter([b.to(device) for b in loader])
+        if stepper.variant.source == "ceiling":
+            iterator = iter([dataclasses.replace(b, feats=torch.randn_like(b.feats)) for b in iterator])  # random data
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     for _ in range(len(batches)):
         started = time.perf_counter()
         batch = next(iterator).to(device)
         fetched = time.perf_counter()
-        result = optimisation_step(model, batch, optimizer, tc.grad_clip, use_amp, forward=forward)
-        totals["last_loss"] = result.loss.item()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        loss = stepper(batch)
+        totals["last_loss"] = loss.item()  # waits for the GPU
         totals["seconds"] += time.perf_counter() - started
         totals["fetch"] += fetched - started
         totals["steps"] += 1
@@ -288,6 +391,18 @@ def run_steps(model, forward, optimizer, dataset, batches, epoch, device, use_am
         totals["padded"] += batch.feats.shape[0] * batch.feats.shape[1]
         totals["audio"] += float(batch.feat_lens.sum()) * hop_s
     return totals
+
+
+def add_ceiling_fraction(row: dict, rows: list[dict]) -> None:
+    """row["of_ceiling"]: its throughput over the bare-stack ceiling's on the same device and precision."""
+    variant = Variant.parse(row["variant"])
+    if variant.source == "ceiling" or "audio_s_per_s" not in row:
+        return
+    for other in rows:
+        ceiling = Variant.parse(other["variant"])
+        if (ceiling.source == "ceiling" and "audio_s_per_s" in other and ceiling.device == variant.device
+                and ceiling.precision == variant.precision):
+            row["of_ceiling"] = round(row["audio_s_per_s"] / other["audio_s_per_s"], 3)
 
 
 def dynamo_counts() -> dict:

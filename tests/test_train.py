@@ -159,3 +159,57 @@ def test_average_of_the_last_epochs_is_saved_and_kept_when_better(tmp_path):
     best = read_checkpoint(run / "best.pt")
     best_is_average = all(torch.equal(best["model"][k], averaged[k]) for k in averaged)
     assert best_is_average == ((averaged_score[0][0], averaged_score[1][0]) < best_epoch)  # ties keep the epoch
+
+
+# --- float16 autocast with a GradScaler (what a GPU without bf16 would train with) ----------------
+
+
+def _random_batch(seed: int = 0) -> "Batch":
+    from asr.data import Batch
+
+    generator = torch.Generator().manual_seed(seed)
+    feats = torch.randn(4, 60, 8, generator=generator)
+    tokens = torch.randint(1, 6, (4, 5), generator=generator)
+    return Batch(feats, torch.full((4,), 60), tokens, torch.full((4,), 5), ["a", "b", "c", "d"])
+
+
+def _small_model() -> torch.nn.Module:
+    from asr.model import AcousticModel, ModelConfig
+
+    torch.manual_seed(0)
+    return AcousticModel(ModelConfig(num_layers=1, hidden_size=16, dropout=0.0, frame_stack=2), input_dim=8,
+                         vocab_size=6)
+
+
+def test_a_grad_scaler_step_learns():
+    # float16 autocast itself is for CUDA (oneDNN has no float16 LSTM on the CPU); the scaling is the same
+    model, batch = _small_model(), _random_batch()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8)
+    losses = [float(train_module.optimisation_step(model, batch, optimizer, 5.0,
+                                                   scaler=scaler).loss) for _ in range(40)]
+    assert all(map(lambda x: x == x, losses))
+    assert losses[-1] < 0.7 * losses[0]  # the model fits the batch through scaled gradients
+    assert scaler.get_scale() == 2.0**8  # no overflow at this scale: it stayed
+
+
+def test_a_grad_scaler_step_makes_the_update_of_an_unscaled_one():
+    scaled, plain, batch = _small_model(), _small_model(), _random_batch()
+    results = [train_module.optimisation_step(model, batch, torch.optim.AdamW(model.parameters(), lr=0.01), 0.5,
+                                              scaler=scaler)
+               for model, scaler in ((scaled, torch.amp.GradScaler("cpu", init_scale=2.0**12)), (plain, None))]
+    assert results[0].grad_norm == pytest.approx(results[1].grad_norm, rel=1e-5)  # norms of unscaled gradients
+    assert results[0].layer_norms == pytest.approx(results[1].layer_norms, rel=1e-5)
+    for a, b in zip(scaled.parameters(), plain.parameters()):
+        torch.testing.assert_close(a, b)  # clipped to 0.5 the same way, the same step
+
+
+def test_a_grad_scaler_overflow_skips_the_update_and_lowers_the_scale():
+    model, batch = _small_model(), _random_batch()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
+    scaler = torch.amp.GradScaler("cpu", init_scale=3e38)  # scaled gradients overflow to inf
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    result = train_module.optimisation_step(model, batch, optimizer, 5.0, scaler=scaler)
+    assert not result.finite
+    assert all(torch.equal(p, before[name]) for name, p in model.named_parameters())
+    assert scaler.get_scale() < 3e38
