@@ -44,6 +44,10 @@ CUDA_VARIANTS = ("cuda_fp32", "cuda_bf16", "cuda_fp16", "cuda_fp32_nocudnn", "cu
 # cuda_fp16: float16 autocast with a GradScaler; _preloaded: every batch collated onto the GPU before
 # timing (the model alone); ceiling: a bare nn.LSTM stack of the same shapes on random tensors
 RESULT_PREFIX = "RESULT "
+# Audio in one epoch (speed perturbation picks one speed per utterance, so it does not lengthen it):
+# a --model-config run turns each row's throughput into hours per epoch of these. Measured on AN4's
+# short batches: LibriSpeech's longer utterances fill a GPU better, so this errs on the slow side.
+LIBRISPEECH_AUDIO_SECONDS = {"train-clean-100": 362_000, "960h": 3_460_000}
 
 
 def load_run_config(model_config: str | None = None):
@@ -115,6 +119,8 @@ def cache_dataset(config, path: Path, quick: bool) -> dict:
     dataset = prepare_split(config.data.train_manifest, config, vocab, Cmvn.load(config.data.cmvn), model, print,
                             speeds=speeds, progress=False, training=True)
     seconds = time.perf_counter() - started
+    if getattr(dataset, "augmenter", None) is not None:
+        dataset.augmenter.prepare()  # the simulated rooms travel in the pickle: made once, not in every child
     torch.save(dataset, path)
     return {"utterances": len(dataset), "speeds": list(speeds), "feature_seconds": round(seconds, 2),
             "audio_seconds": round(sum(u.duration for u in dataset.utterances), 1)}
@@ -151,6 +157,7 @@ def main() -> None:
                         "(e.g. conf/librispeech_blstm.yaml); writes results/train_throughput_<name>.json")
     parser.add_argument("--workers", type=int, help="DataLoader workers for the timed steps (default: the config's "
                         "train.num_workers; a GPU needs several)")
+    parser.add_argument("--name", help="results/NAME.json (default: train_throughput[_<model config>])")
     parser.add_argument("--compile-timeout", type=float, default=600, help="give up on torch.compile after this (s)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--cache", help=argparse.SUPPRESS)
@@ -163,7 +170,7 @@ def main() -> None:
         args.warmup, args.steps = 1, 3
 
     torch.set_num_threads(args.threads)
-    name = "train_throughput" + (f"_{Path(args.model_config).stem}" if args.model_config else "")
+    name = args.name or "train_throughput" + (f"_{Path(args.model_config).stem}" if args.model_config else "")
     rep = Report(name, quick=args.quick)
     config = load_run_config(args.model_config)
     for path in (config.data.train_manifest, config.data.vocab, config.data.cmvn):
@@ -187,6 +194,9 @@ def main() -> None:
         if base and "audio_s_per_s" in row and not row["variant"].startswith("data"):
             row["speed_vs_bucketed"] = round(row["audio_s_per_s"] / base["audio_s_per_s"], 3)
         add_ceiling_fraction(row, rows)
+        if args.model_config and "audio_s_per_s" in row and not row["variant"].startswith("data"):
+            row["epoch_hours"] = {corpus: round(seconds / row["audio_s_per_s"] / 3600, 2)
+                                  for corpus, seconds in LIBRISPEECH_AUDIO_SECONDS.items()}
     train_cols = ["variant", "device", "audio_s_per_s", "steps_per_s", "speed_vs_bucketed", "of_ceiling", "workers",
                   "mean_batch", "padding", "fetch_share", "warmup_s", "peak_rss_mb", "cuda_peak_mb", "error"]
     data_cols = ["variant", "batches_per_s", "audio_s_per_s", "batches", "peak_rss_mb"]

@@ -212,6 +212,19 @@ def test_rir_bank_is_deterministic_and_a_prefix_of_a_larger_one():
     assert large.draw(np.random.default_rng(0)) is large.draw(np.random.default_rng(0))
 
 
+def test_rir_bank_made_in_parallel_holds_the_rooms_made_one_at_a_time(monkeypatch):
+    import asr.augment
+
+    config = AugmentConfig(reverb_prob=1.0, rt60=(0.15, 0.25))
+    one_by_one, parallel = RirBank(config, RATE, size=4, seed=7), RirBank(config, RATE, size=4, seed=7)
+    parallel.room(1)  # a room drawn before is kept, the others are made by the pool
+    parallel.make_all(processes=2)
+    expected_rt60s, expected_rirs = one_by_one.rt60s, one_by_one.rirs
+    monkeypatch.setattr(asr.augment, "simulated_rir", lambda *args: pytest.fail("a room was made after make_all"))
+    assert parallel.rt60s == expected_rt60s
+    assert all(np.array_equal(a, b) for a, b in zip(parallel.rirs, expected_rirs))
+
+
 def test_align_to_direct_path_drops_the_lead_in_and_normalises():
     rir = np.array([0.0, 0.0, -0.5, 0.25, 0.1], dtype=np.float32)
     assert align_to_direct_path(rir) == pytest.approx([1.0, -0.5, -0.2])

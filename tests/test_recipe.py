@@ -45,7 +45,7 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-@pytest.mark.parametrize("suffix", [".wav", ".sph"])
+@pytest.mark.parametrize("suffix", [".wav", ".flac", ".sph"])
 def test_prepare_writes_speaker_disjoint_manifests(tmp_path, suffix):
     corpus = fake_an4(tmp_path / "an4", suffix)
     out = tmp_path / "data"

@@ -431,7 +431,7 @@ def test_prepare_reports_every_bad_file_at_once_and_writes_nothing(tmp_path):
         f"{wav / 'spk1' / 'an1-spk1-b.wav'}: not readable as audio (Format not recognised.)",
         f"{wav / 'spk2' / 'an0-spk2-b.wav'}: contains no audio samples (zero length)",
         f"{wav / 'spk2' / 'an1-spk2-b.wav'}: not readable as audio",
-        f"{wav / 'spk3' / 'an0-spk3-b'}.{{wav,sph}}: audio file not found",
+        f"{wav / 'spk3' / 'an0-spk3-b'}.{{wav,flac,sph}}: audio file not found",
         f"{transcription}:3: not valid UTF-8",
         f"{transcription}:4: second transcription for an0-spk9-b",
     ]

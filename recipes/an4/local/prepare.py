@@ -1,9 +1,10 @@
-"""AN4 (SphinxTrain layout, WAV or NIST SPHERE audio) -> train/dev/test JSONL manifests.
+"""AN4 (SphinxTrain layout, WAV, FLAC or NIST SPHERE audio) -> train/dev/test JSONL manifests.
 
     python recipes/an4/local/prepare.py --data-dir ../shared/data/an4 --out-dir exp/an4/data
 
 Expects <data-dir>/etc/an4_{train,test}.{fileids,transcription} and audio at
-<data-dir>/wav/<fileid>.wav (the cmusphinx repository) or .sph (CMU's an4_sphere.tar.gz).
+<data-dir>/wav/<fileid>.wav (the cmusphinx repository), .flac (a compressed copy of it) or .sph
+(CMU's an4_sphere.tar.gz).
 dev = a few whole training speakers held out (speaker-disjoint from train, like test).
 """
 
@@ -19,7 +20,7 @@ from asr.manifest import Utterance, write_manifest
 from asr.errors import ASRError
 from asr.text import normalise_text
 
-AUDIO_SUFFIXES = (".wav", ".sph")
+AUDIO_SUFFIXES = (".wav", ".flac", ".sph")
 _UTTERANCE_ID = re.compile(r"\(([^()]+)\)\s*$")
 _SENTENCE_MARKS = re.compile(r"</?s>")
 
@@ -38,7 +39,7 @@ def find_audio(wav_dir: Path, fileid: str) -> Path:
         candidate = wav_dir / (fileid + suffix)
         if candidate.is_file():
             return candidate
-    raise ASRError(f"{wav_dir / fileid}.{{wav,sph}}: audio file not found")
+    raise ASRError(f"{wav_dir / fileid}.{{wav,flac,sph}}: audio file not found")
 
 
 def read_lines(path: Path, problems: list[str]) -> list[tuple[int, str]]:
