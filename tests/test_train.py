@@ -186,8 +186,8 @@ def test_a_grad_scaler_step_learns():
     model, batch = _small_model(), _random_batch()
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8)
-    losses = [float(train_module.optimisation_step(model, batch, optimizer, 5.0,
-                                                   scaler=scaler).loss) for _ in range(40)]
+    losses = [train_module.optimisation_step(model, batch, optimizer, 5.0, scaler=scaler).loss.item()
+              for _ in range(40)]
     assert all(map(lambda x: x == x, losses))
     assert losses[-1] < 0.7 * losses[0]  # the model fits the batch through scaled gradients
     assert scaler.get_scale() == 2.0**8  # no overflow at this scale: it stayed
