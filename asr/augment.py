@@ -329,7 +329,8 @@ class RirBank:
     def make_all(self, processes: int | None = None) -> None:
         """Simulate every room not made yet, in `processes` forked processes (default: one per CPU
         core, up to the rooms missing; 1: in this process). The same rooms as one at a time: each
-        comes from its own Generator. 32 rooms take ~33 s on one 2 GHz core, mostly the RT60 > 0.6 s ones."""
+        comes from its own Generator. The default 32 rooms: 17.9 s in one process, 11.4 s in two on
+        the idle 2-core EPYC (the slowest rooms, RT60 near 1 s, bound it)."""
         missing = [i for i in range(self.size) if i not in self._rooms]
         processes = min(processes or os.cpu_count() or 1, len(missing))
         if processes <= 1 or "fork" not in multiprocessing.get_all_start_methods():
