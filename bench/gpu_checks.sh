@@ -38,6 +38,7 @@ out=${OUT:-$root/exp/gpu_checks}
 work=$root/exp/gpu_checks_work
 mkdir -p "$out" "$work"
 python=${PYTHON:-python3}
+export PYTHON=$python  # the recipes' interpreter too (a GPU image may have no `python`)
 export PYTHONUNBUFFERED=1
 started=$SECONDS
 steps_json=$work/steps.jsonl
