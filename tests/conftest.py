@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import importlib.util
 import os
 import subprocess
 import sys
@@ -167,3 +169,20 @@ def overfit_model(tmp_path_factory, an4_dir) -> Path:
     """best.pt of a small BiLSTM trained until it reproduces OVERFIT_SET (about a minute on 2 cores)."""
     tmp = tmp_path_factory.mktemp("overfit")
     return train(tiny_config(make_experiment(tmp, an4_dir), tmp / "run"), progress=False)
+
+
+@contextlib.contextmanager
+def bench_module(script: str):
+    """bench/<script>.py imported as a module named <script>_bench (bench scripts import their
+    neighbours, so bench/ is on the path meanwhile); removed again afterwards."""
+    name = f"{script}_bench"
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{script}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # its dataclasses look their module up there
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(name, None)
+        sys.path.remove(str(REPO / "bench"))

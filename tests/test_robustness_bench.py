@@ -3,8 +3,6 @@ is the same file byte for byte on every run, and changes the signal as its name 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,24 +12,15 @@ import soundfile as sf
 from asr.audio import load_audio
 from asr.manifest import Utterance
 
-from .conftest import REPO, write_tone
+from .conftest import bench_module, write_tone
 
 RATE = 16_000
 
 
 @pytest.fixture(scope="module")
 def bench():
-    """bench/robustness.py as a module (bench scripts import their neighbours, so bench/ goes on the path)."""
-    sys.path.insert(0, str(REPO / "bench"))
-    try:
-        spec = importlib.util.spec_from_file_location("robustness_bench", REPO / "bench" / "robustness.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # its dataclasses look their module up there
-        spec.loader.exec_module(module)
+    with bench_module("robustness") as module:
         yield module
-    finally:
-        sys.modules.pop("robustness_bench", None)
-        sys.path.remove(str(REPO / "bench"))
 
 
 @pytest.fixture(scope="module")

@@ -3,30 +3,18 @@ fraction of the ceiling (the GPU rows themselves run only on a GPU machine: benc
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import pytest
 import torch
 
 from asr.model import ModelConfig
 
-from .conftest import REPO
+from .conftest import bench_module
 
 
 @pytest.fixture(scope="module")
 def bench():
-    """bench/train_throughput.py as a module (bench scripts import their neighbours, so bench/ goes on the path)."""
-    sys.path.insert(0, str(REPO / "bench"))
-    try:
-        spec = importlib.util.spec_from_file_location("train_throughput_bench", REPO / "bench" / "train_throughput.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # its dataclasses look their module up there
-        spec.loader.exec_module(module)
+    with bench_module("train_throughput") as module:
         yield module
-    finally:
-        sys.modules.pop("train_throughput_bench", None)
-        sys.path.remove(str(REPO / "bench"))
 
 
 def test_variant_names_say_device_precision_cudnn_batches_and_source(bench):
