@@ -1,13 +1,14 @@
-"""Training-time waveform augmentation: room reverberation, babble, recorded noise, coloured
-noise, a telephone channel and gain, each applied with its own probability.
+"""Training-time waveform augmentation: trimming to the speech, room reverberation, babble,
+recorded noise, coloured noise, a telephone channel and gain, each applied with its own probability.
 
 Every random choice is drawn from the numpy Generator the caller passes, so an item's
 augmentation is a pure function of (samples, rng state): the dataset seeds the Generator from
 (seed, epoch, index) and training resumes to the same audio. The functions are pure and work on
 samples (N,) float32 at a sample rate; `Augmenter` chains them for the training dataset.
 
-DSP comes from libraries: torchaudio.functional (fftconvolve, resample, biquad filters, mu-law)
-and pyroomacoustics (image-source room impulse responses, imported only when a room is made).
+DSP comes from libraries: torchaudio.functional (fftconvolve, resample, biquad filters, mu-law),
+librosa (silence trimming) and pyroomacoustics (image-source room impulse responses, imported
+only when a room is made).
 Two small pieces are written here because no library does them: spectral shaping of white noise
 into pink/brown noise (numpy rfft) and G.711 A-law companding (the standard's formula).
 """
@@ -78,12 +79,18 @@ class AugmentConfig:
     rir_dir: str = ""  # a user's folder of impulse responses; when set, used instead of simulation
     telephone_prob: float = 0.0  # 8 kHz, 300-3400 Hz band, mu-law or A-law, back to the model's rate
     telephone_codecs: tuple[str, ...] = ("mulaw", "alaw")
+    trim_prob: float = 0.0  # cut the leading and trailing silence (clips cut tight to the speech)
+    trim_top_db: tuple[float, float] = (25.0, 40.0)  # silence: frames this far below the loudest (librosa.effects.trim)
+    trim_margin_ms: tuple[float, float] = (0.0, 100.0)  # silence kept before and after the speech, each drawn
 
     def __post_init__(self) -> None:
         for name in _probability_fields():
             _check_probability(name, getattr(self, name))
-        for name in ("gain_db", "noise_snr_db", "babble_snr_db", "noise_dir_snr_db", "rt60", "babble_speakers"):
+        for name in ("gain_db", "noise_snr_db", "babble_snr_db", "noise_dir_snr_db", "rt60", "babble_speakers",
+                     "trim_top_db", "trim_margin_ms"):
             _check_range(name, getattr(self, name))
+        if self.trim_top_db[0] <= 0 or self.trim_margin_ms[0] < 0:
+            raise ValueError(f"trim_top_db must be > 0 and trim_margin_ms >= 0, got {self.trim_top_db}, {self.trim_margin_ms}")
         _check_choices("noise_colors", self.noise_colors, NOISE_COLOURS)
         _check_choices("telephone_codecs", self.telephone_codecs, TELEPHONE_CODECS)
         if self.babble_speakers[0] < 1 or any(int(n) != n for n in self.babble_speakers):
@@ -422,6 +429,31 @@ def telephone_channel(samples: np.ndarray, sample_rate: int, codec: str) -> np.n
     return np.pad(wide, (0, len(samples) - len(wide)))
 
 
+# ---------------------------------------------------------------------------- silence
+
+TRIM_FRAME_MS = 25.0  # librosa.effects.trim's analysis frames
+TRIM_HOP_MS = 10.0
+
+
+def trim_to_speech(
+    samples: np.ndarray, sample_rate: int, top_db: float, margin_before_s: float = 0.0, margin_after_s: float = 0.0
+) -> np.ndarray:
+    """samples (N,) without the leading and trailing silence, keeping margin_before_s /
+    margin_after_s seconds of it: a clip cut tight to the speech, as users' clips often are.
+
+    Silence = the 25 ms frames more than top_db below the loudest frame (librosa.effects.trim);
+    a signal that is all silence is returned unchanged."""
+    import librosa
+
+    frame, hop = round(sample_rate * TRIM_FRAME_MS / 1000), round(sample_rate * TRIM_HOP_MS / 1000)
+    trimmed, (start, end) = librosa.effects.trim(samples, top_db=top_db, frame_length=frame, hop_length=hop)
+    if len(trimmed) == 0:
+        return samples
+    start = max(0, start - round(margin_before_s * sample_rate))
+    end = min(len(samples), end + round(margin_after_s * sample_rate))
+    return samples[start:end]
+
+
 # ---------------------------------------------------------------------------- user folders
 
 
@@ -481,16 +513,21 @@ class Augmenter:
             self.rirs = load_rir_dir(config.rir_dir, sample_rate) if config.rir_dir else RirBank(config, sample_rate, RIR_BANK_SIZE, RIR_BANK_SEED)
 
     def prepare(self) -> None:
-        """Make every simulated room now: before DataLoader workers fork, so that they share the
-        rooms instead of each making its own (workers are new every epoch)."""
+        """Make every simulated room (and load librosa for trimming) now: before DataLoader workers
+        fork, so that they share them instead of each making its own (workers are new every epoch)."""
         if isinstance(self.rirs, RirBank):
             self.rirs.make_all()
+        if self.config.trim_prob > 0:
+            import librosa.effects  # noqa: F401  loads numba once here, not in every new worker (seconds each)
 
     def __call__(self, samples: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """samples (N,) at sample_rate -> augmented (N,) float32 in [-1, 1].
+        """samples (N,) at sample_rate -> augmented (N',) float32 in [-1, 1]; N' = N unless trimmed.
 
         For each kind with probability > 0, in this order, one rng.random() decides whether it
         applies; when it does, it draws:
+          trim: the silence threshold (rng.uniform in trim_top_db), then the margins kept before
+              and after the speech (rng.uniform in trim_margin_ms, each); the other steps then
+              work on the trimmed clip, as on a user's clip cut tight in a noisy room.
           reverberation: which RIR (rng.integers); the reverberant signal is cut back to N
               samples, so the speech stays where it was (same CTC alignment).
           babble: the number of talkers (rng.integers in babble_speakers), each talker's samples
@@ -516,12 +553,18 @@ class Augmenter:
     def _steps(self) -> list[tuple[float, Callable[[np.ndarray, np.random.Generator], np.ndarray]]]:
         c = self.config
         return [
+            (c.trim_prob, self._trim),
             (c.reverb_prob, self._reverberate),
             (c.babble_prob, self._add_babble),
             (c.noise_dir_prob, self._add_recorded_noise),
             (c.noise_prob, self._add_coloured_noise),
             (c.telephone_prob, self._telephone),
         ]
+
+    def _trim(self, samples: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        top_db = float(rng.uniform(*self.config.trim_top_db))
+        before, after = (float(rng.uniform(*self.config.trim_margin_ms)) / 1000 for _ in range(2))
+        return trim_to_speech(samples, self.sample_rate, top_db, before, after)
 
     def _reverberate(self, samples: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         rirs = self.rirs

@@ -27,6 +27,7 @@ from asr.augment import (
     reverberate,
     simulated_rir,
     telephone_channel,
+    trim_to_speech,
 )
 from asr.errors import ASRError
 
@@ -306,13 +307,51 @@ def everything_on(tmp_path: Path) -> AugmentConfig:
     sf.write(tmp_path / "rirs" / "room.wav", simulated_rir(0.2, RATE, np.random.default_rng(0)), RATE)
     return AugmentConfig(
         gain_prob=1.0, noise_prob=1.0, babble_prob=1.0, noise_dir=str(tmp_path / "noise"), noise_dir_prob=1.0,
-        reverb_prob=1.0, rir_dir=str(tmp_path / "rirs"), telephone_prob=1.0,
+        reverb_prob=1.0, rir_dir=str(tmp_path / "rirs"), telephone_prob=1.0, trim_prob=1.0,
     )
 
 
 def other_utterance(rng: np.random.Generator, num_samples: int) -> np.ndarray:
     """A babble source: one of three 'training utterances', chosen by rng."""
     return speech_like(1.0, seed=int(rng.integers(3)))
+
+
+def burst_in_room_tone(lead_s: float = 0.4, burst_s: float = 0.8, tail_s: float = 0.3) -> np.ndarray:
+    """lead_s of room tone 50 dB below a burst_s speech-like burst, then tail_s of room tone (N,)."""
+    rng = np.random.default_rng(5)
+    room = lambda seconds: (0.5 * 10 ** (-50 / 20) * rng.standard_normal(int(seconds * RATE))).astype(np.float32)
+    burst = speech_like(burst_s + 0.4)[int(0.2 * RATE): int((0.2 + burst_s) * RATE)]  # no pauses of its own
+    return np.concatenate([room(lead_s), burst, room(tail_s)])
+
+
+def test_trim_to_speech_cuts_the_silence_at_both_ends_to_the_margins():
+    x = burst_in_room_tone(lead_s=0.4, burst_s=0.8, tail_s=0.3)
+    tight = trim_to_speech(x, RATE, top_db=35.0)
+    assert abs(len(tight) / RATE - 0.8) < 0.05  # within two 25 ms frames of the burst
+    start = int(np.flatnonzero(np.all(np.lib.stride_tricks.sliding_window_view(x, len(tight)) == tight, axis=1))[0])
+    assert abs(start / RATE - 0.4) < 0.03
+    kept = trim_to_speech(x, RATE, top_db=35.0, margin_before_s=0.1, margin_after_s=0.05)
+    assert len(kept) - len(tight) == round(0.15 * RATE)
+    loose = trim_to_speech(x, RATE, top_db=35.0, margin_before_s=1.0, margin_after_s=1.0)
+    assert np.array_equal(loose, x)  # margins never reach past the ends
+
+
+def test_trim_to_speech_leaves_all_silence_and_pause_free_speech_alone():
+    silence = np.zeros(RATE, np.float32)
+    assert np.array_equal(trim_to_speech(silence, RATE, top_db=30.0), silence)
+    speech = burst_in_room_tone(lead_s=0.0, burst_s=1.0, tail_s=0.0)
+    assert len(trim_to_speech(speech, RATE, top_db=30.0)) >= len(speech) - int(0.025 * RATE)
+
+
+def test_augmenter_trims_with_margins_drawn_from_the_rng():
+    x = burst_in_room_tone(lead_s=0.5, burst_s=0.8, tail_s=0.5)
+    augment = Augmenter(AugmentConfig(trim_prob=1.0, trim_top_db=(30.0, 40.0), trim_margin_ms=(0.0, 100.0)), RATE)
+    augment.prepare()
+    outs = [augment(x, np.random.default_rng(seed)) for seed in range(8)]
+    lengths = [len(y) / RATE for y in outs]
+    assert all(0.75 < s < 1.05 for s in lengths), lengths  # the burst, plus 0-100 ms each side
+    assert len(set(lengths)) > 4  # the margins vary
+    assert np.array_equal(outs[3], augment(x, np.random.default_rng(3)))
 
 
 def test_augmenter_is_a_function_of_the_rng_state(tmp_path):
@@ -322,8 +361,9 @@ def test_augmenter_is_a_function_of_the_rng_state(tmp_path):
     c = augment(x, np.random.default_rng(12))
     assert np.array_equal(a, b) and not np.array_equal(a, c)
     for y in (a, c):
-        assert y.shape == x.shape and y.dtype == np.float32 and np.max(np.abs(y)) <= 1.0
-        assert not np.allclose(y, x)
+        assert y.ndim == 1 and y.dtype == np.float32 and np.max(np.abs(y)) <= 1.0
+        assert len(x) - 0.45 * RATE <= len(y) <= len(x) - 0.2 * RATE  # trimmed (x has 0.2 s pauses), 0-0.1 s margins
+        assert not np.allclose(y, x[: len(y)])
 
 
 def test_augmenter_with_all_probabilities_zero_is_the_identity():
@@ -369,6 +409,10 @@ def test_babble_needs_a_source():
     ({"noise_colors": ()}, "noise_colors"),
     ({"telephone_codecs": ("gsm",)}, "telephone_codecs"),
     ({"noise_dir_prob": 0.5}, "noise_dir"),
+    ({"trim_prob": 2.0}, "trim_prob"),
+    ({"trim_top_db": (0.0, 30.0)}, "trim_top_db"),
+    ({"trim_margin_ms": (-10.0, 50.0)}, "trim_margin_ms"),
+    ({"trim_margin_ms": (100.0, 50.0)}, "trim_margin_ms"),
 ])
 def test_bad_config_values_raise(overrides, message):
     with pytest.raises(ValueError, match=message):
