@@ -64,10 +64,11 @@ def main() -> None:
     noise_dir = args.noise_dir if Path(args.noise_dir).is_dir() else ""
     everything = AugmentConfig(
         gain_prob=1.0, noise_prob=1.0, babble_prob=1.0, noise_dir=noise_dir, noise_dir_prob=1.0 if noise_dir else 0.0,
-        reverb_prob=1.0, telephone_prob=1.0,
+        reverb_prob=1.0, telephone_prob=1.0, trim_prob=1.0,
     )
     off = AugmentConfig(noise_dir=noise_dir)
     kinds = {
+        "trim to the speech": dataclasses.replace(off, trim_prob=1.0),
         "gain": dataclasses.replace(off, gain_prob=1.0),
         "coloured noise": dataclasses.replace(off, noise_prob=1.0),
         "babble (3-6 talkers)": dataclasses.replace(off, babble_prob=1.0),
@@ -91,7 +92,7 @@ def main() -> None:
             continue
         augment = Augmenter(dataclasses.replace(config, reverb_prob=0.0), RATE, babble_source=babble_source)
         augment.config, augment.rirs = config, bank  # the same rooms, made once above
-        augment(utterances[0], np.random.default_rng(0))  # warm-up
+        augment(utterances[0], np.random.default_rng(0))  # warm-up (and librosa's first load, for trimming)
         started = time.perf_counter()
         for index, samples in enumerate(utterances):
             augment(samples, np.random.default_rng(index))
