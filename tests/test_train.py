@@ -59,7 +59,7 @@ def test_model_overfits_real_an4_utterances_and_decodes_them(overfit_model, an4_
 
 # Every kind of waveform augmentation, often (the rooms short, so the test stays quick).
 EVERY_AUGMENTATION = AugmentConfig(
-    gain_prob=0.5, noise_prob=0.5, babble_prob=0.5, reverb_prob=0.5, rt60=(0.2, 0.3), telephone_prob=0.5,
+    gain_prob=0.5, noise_prob=0.5, babble_prob=0.5, reverb_prob=0.5, rt60=(0.2, 0.3), telephone_prob=0.5, trim_prob=0.5,
 )
 
 
