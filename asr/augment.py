@@ -513,12 +513,12 @@ class Augmenter:
             self.rirs = load_rir_dir(config.rir_dir, sample_rate) if config.rir_dir else RirBank(config, sample_rate, RIR_BANK_SIZE, RIR_BANK_SEED)
 
     def prepare(self) -> None:
-        """Make every simulated room (and load librosa for trimming) now: before DataLoader workers
+        """Make every simulated room (and warm up librosa's trimming) now: before DataLoader workers
         fork, so that they share them instead of each making its own (workers are new every epoch)."""
         if isinstance(self.rirs, RirBank):
             self.rirs.make_all()
-        if self.config.trim_prob > 0:
-            import librosa.effects  # noqa: F401  loads numba once here, not in every new worker (seconds each)
+        if self.config.trim_prob > 0:  # librosa's first trim imports and compiles (numba) for seconds: once, here
+            trim_to_speech(np.zeros(self.sample_rate // 10, np.float32), self.sample_rate, self.config.trim_top_db[0])
 
     def __call__(self, samples: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """samples (N,) at sample_rate -> augmented (N',) float32 in [-1, 1]; N' = N unless trimmed.
