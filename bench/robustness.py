@@ -63,6 +63,7 @@ from asr.augment import (
     mix_at_snr,
     reverberate,
     telephone_band,
+    trim_to_speech,
 )
 from asr.manifest import Utterance, read_manifest, write_manifest
 from asr.errors import ASRError
@@ -78,8 +79,6 @@ BATCH_SIZE = 32
 BABBLE_TALKERS = 5
 ROOMS_PER_RT60 = 8  # simulated rooms per reverberation condition (one drawn per utterance)
 TRIM_TOP_DB = 35.0  # "trimmed": frames this far below the loudest frame are silence
-TRIM_FRAME = SAMPLE_RATE * 25 // 1000  # 25 ms analysis frames
-TRIM_HOP = SAMPLE_RATE * 10 // 1000  # every 10 ms
 REAL_NOISES = ("doing_the_dishes", "dude_miaowing", "exercise_bike", "running_tap")  # not the generated pink/white
 NOISE_ATTRIBUTION = (
     "real_noise_10dB mixes in the background-noise recordings of the Speech Commands dataset v0.01 "
@@ -189,11 +188,8 @@ def peak_normalise(samples: np.ndarray, peak: float) -> np.ndarray:
 
 def trim_silence(samples: np.ndarray) -> np.ndarray:
     """samples (N,) without the leading and trailing 25 ms frames more than TRIM_TOP_DB below the
-    loudest frame (librosa.effects.trim)."""
-    import librosa
-
-    trimmed, _ = librosa.effects.trim(samples, top_db=TRIM_TOP_DB, frame_length=TRIM_FRAME, hop_length=TRIM_HOP)
-    return trimmed
+    loudest frame (asr.augment.trim_to_speech, no margin: what training's trimming imitates)."""
+    return trim_to_speech(samples, SAMPLE_RATE, TRIM_TOP_DB)
 
 
 def write_degraded(path: Path, degraded: Degraded) -> None:
