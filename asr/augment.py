@@ -89,8 +89,10 @@ class AugmentConfig:
         for name in ("gain_db", "noise_snr_db", "babble_snr_db", "noise_dir_snr_db", "rt60", "babble_speakers",
                      "trim_top_db", "trim_margin_ms"):
             _check_range(name, getattr(self, name))
-        if self.trim_top_db[0] <= 0 or self.trim_margin_ms[0] < 0:
-            raise ValueError(f"trim_top_db must be > 0 and trim_margin_ms >= 0, got {self.trim_top_db}, {self.trim_margin_ms}")
+        if self.trim_top_db[0] <= 0:
+            raise ValueError(f"trim_top_db must be above 0 dB, got {self.trim_top_db}")
+        if self.trim_margin_ms[0] < 0:
+            raise ValueError(f"trim_margin_ms must be >= 0, got {self.trim_margin_ms}")
         _check_choices("noise_colors", self.noise_colors, NOISE_COLOURS)
         _check_choices("telephone_codecs", self.telephone_codecs, TELEPHONE_CODECS)
         if self.babble_speakers[0] < 1 or any(int(n) != n for n in self.babble_speakers):

@@ -319,7 +319,10 @@ def other_utterance(rng: np.random.Generator, num_samples: int) -> np.ndarray:
 def burst_in_room_tone(lead_s: float = 0.4, burst_s: float = 0.8, tail_s: float = 0.3) -> np.ndarray:
     """lead_s of room tone 50 dB below a burst_s speech-like burst, then tail_s of room tone (N,)."""
     rng = np.random.default_rng(5)
-    room = lambda seconds: (0.5 * 10 ** (-50 / 20) * rng.standard_normal(int(seconds * RATE))).astype(np.float32)
+
+    def room(seconds: float) -> np.ndarray:
+        return (0.5 * 10 ** (-50 / 20) * rng.standard_normal(int(seconds * RATE))).astype(np.float32)
+
     burst = speech_like(burst_s + 0.4)[int(0.2 * RATE): int((0.2 + burst_s) * RATE)]  # no pauses of its own
     return np.concatenate([room(lead_s), burst, room(tail_s)])
 
