@@ -71,16 +71,22 @@ def test_prepare_reports_a_missing_audio_file(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_recipe_runs_end_to_end_and_skips_finished_stages(tmp_path):
+def run_tiny_recipe(tmp_path: Path) -> tuple[list[str], dict, subprocess.CompletedProcess]:
+    """The recipe's stages 0-4 with a tiny model on fake_an4: (its command, env, the finished run)."""
     corpus = fake_an4(tmp_path / "an4")
-    exp = tmp_path / "exp"
     env = dict(os.environ, PYTHON=sys.executable)
     overrides = ("train.epochs=2 train.device=cpu model.num_layers=1 model.hidden_size=16 "
                  "train.max_frames=2000 train.warmup_steps=2")
-    args = ["bash", str(RECIPE), "--data-dir", str(corpus), "--exp-dir", str(exp), "--dev-speakers", "1",
+    args = ["bash", str(RECIPE), "--data-dir", str(corpus), "--exp-dir", str(tmp_path / "exp"), "--dev-speakers", "1",
             "--overrides", overrides]
     first = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert first.returncode == 0, first.stdout + first.stderr
+    return args, env, first
+
+
+def test_recipe_runs_end_to_end_and_skips_finished_stages(tmp_path):
+    args, env, first = run_tiny_recipe(tmp_path)
+    exp = tmp_path / "exp"
     for stage in range(5):
         assert f"Stage {stage}:" in first.stdout
     results = (exp / "blstm" / "RESULTS.md").read_text()
@@ -97,6 +103,12 @@ def test_recipe_runs_end_to_end_and_skips_finished_stages(tmp_path):
     assert f"Stage 4: tune LM weights on dev, decode and score\n  already done ({exp / 'blstm' / 'RESULTS.md'})\n" \
         in again.stdout
     assert (exp / "blstm" / "RESULTS.md").stat().st_mtime_ns == results_written  # not decoded and rewritten again
+
+
+@pytest.mark.slow  # two more trainings (about 100 s); run with -m slow
+def test_recipe_final_stage_and_a_bpe_config_after_the_first_run(tmp_path):
+    args, env, _ = run_tiny_recipe(tmp_path)
+    exp = tmp_path / "exp"
 
     # stage 5: the final model on train + dev, scored on test with stage 4's LM weights (not retuned)
     final = subprocess.run(args + ["--stage", "5", "--stop-stage", "5"], capture_output=True, text=True, env=env,
