@@ -19,6 +19,7 @@ PREPARE = REPO / "recipes" / "an4" / "local" / "prepare.py"
 
 TRAIN = {"spk1": ["YES", "NO", "GO"], "spk2": ["A B C", "TWO", "YES"], "spk3": ["NO", "GO", "A"]}
 TEST = {"spk9": ["YES NO", "GO"]}
+TINY_TRAINING = "train.device=cpu model.num_layers=1 model.hidden_size=16 train.max_frames=2000 train.warmup_steps=2"
 
 
 def fake_an4(root: Path, suffix: str = ".wav") -> Path:
@@ -75,8 +76,7 @@ def run_tiny_recipe(tmp_path: Path) -> tuple[list[str], dict, subprocess.Complet
     """The recipe's stages 0-4 with a tiny model on fake_an4: (its command, env, the finished run)."""
     corpus = fake_an4(tmp_path / "an4")
     env = dict(os.environ, PYTHON=sys.executable)
-    overrides = ("train.epochs=2 train.device=cpu model.num_layers=1 model.hidden_size=16 "
-                 "train.max_frames=2000 train.warmup_steps=2")
+    overrides = f"train.epochs=2 {TINY_TRAINING}"
     args = ["bash", str(RECIPE), "--data-dir", str(corpus), "--exp-dir", str(tmp_path / "exp"), "--dev-speakers", "1",
             "--overrides", overrides]
     first = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
@@ -143,8 +143,7 @@ def test_a_bracketed_override_reaches_training_as_a_list_beside_a_file_its_patte
     (root / "train.speed_perturb=1").write_text("")  # what the unquoted pattern would expand to
     corpus = fake_an4(tmp_path / "an4")
     exp = tmp_path / "exp"
-    overrides = ("train.epochs=1 train.device=cpu model.num_layers=1 model.hidden_size=16 train.max_frames=2000 "
-                 "train.warmup_steps=2 train.speed_perturb=[1.0,0.9]")
+    overrides = f"train.epochs=1 {TINY_TRAINING} train.speed_perturb=[1.0,0.9]"
     result = subprocess.run(["bash", str(root / "recipes" / "an4" / "run.sh"), "--data-dir", str(corpus),
                              "--exp-dir", str(exp), "--dev-speakers", "1", "--overrides", overrides, "--stop-stage", "3"],
                             capture_output=True, text=True, env=dict(os.environ, PYTHON=sys.executable), cwd=tmp_path,
