@@ -280,9 +280,12 @@ def model_label(path: Path) -> str:
 
 
 def describe_decoding(loaded, decoding) -> str:
+    """greedy, beam (no LM), beam+LM (n-gram), beam+RNNLM or beam+LM+RNNLM: the LMs whose weight is not 0."""
     if decoding.decoder == "greedy":
         return "greedy"
-    return f"beam{'+LM' if loaded.lm_arpa and decoding.lm_weight else ''}"
+    ngram = "+LM" if loaded.lm_arpa and decoding.lm_weight else ""
+    recurrent = "+RNNLM" if loaded.rnnlm is not None and decoding.rnnlm_weight else ""
+    return f"beam{ngram}{recurrent}"
 
 
 def model_decoders(model_path: Path, decoders: Sequence[str], device: str) -> list[tuple[str, object]]:

@@ -2,6 +2,7 @@
 
     python bench/transcribe_rtf.py [--quick] [--threads 2] [--repeats 3] [--side-by-side-only]
                                    [--model exp/an4/blstm/best.pt] [--lm-model exp/an4/blstm/best_lm.pt]
+                                   [--bundled asr/pretrained/an4_blstm] [--name NAME]
 
 (0) side by side, whole processes as a user runs them, median of --repeats after one warm-up run,
     with peak RSS: `asr --help`; the bundled model's exported folder (onnxruntime, no torch: what
@@ -73,10 +74,14 @@ def main() -> None:
     parser.add_argument("--model", default="exp/an4/blstm/best.pt")
     parser.add_argument("--lm-model", default="exp/an4/blstm/best_lm.pt", help="a model carrying an LM (asr tune-lm)")
     parser.add_argument("--an4-dir", type=Path, default=AN4_DIR, help="AN4 (for the test manifest and pocketsphinx's LM)")
+    parser.add_argument("--bundled", type=Path, default=BUNDLED,
+                        help="(0) times this folder's model.pt and onnx/ (default: the bundled model, as `asr transcribe` runs it)")
     parser.add_argument("--side-by-side-only", action="store_true", help="only (0): no recipe models needed")
+    parser.add_argument("--name", help="results/NAME.json (default transcribe_rtf, or transcribe_rtf_side_by_side)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    rep = Report("transcribe_rtf_side_by_side" if args.side_by_side_only else "transcribe_rtf", quick=args.quick)
+    name = args.name or ("transcribe_rtf_side_by_side" if args.side_by_side_only else "transcribe_rtf")
+    rep = Report(name, quick=args.quick)
     with tempfile.TemporaryDirectory(prefix="transcribe-rtf-") as tmp:
         side_rows = side_by_side(args, Path(tmp))
     side_table = ("Side by side: whole processes, the bundled model and pocketsphinx", side_rows,
@@ -165,12 +170,13 @@ def side_by_side(args: argparse.Namespace, tmp: Path) -> list[dict]:
 
     repeats = 1 if args.quick else args.repeats
     env = child_env(args.threads)
-    systems = [("asr, exported (onnxruntime)", [*asr_command(), "transcribe"]),
-               ("asr, PyTorch checkpoint", [*asr_command(), "transcribe", "--model", str(BUNDLED / "model.pt")])]
+    exported = [] if args.bundled.resolve() == BUNDLED else ["--model", str(args.bundled / "onnx")]
+    systems = [("asr, exported (onnxruntime)", [*asr_command(), "transcribe", *exported]),
+               ("asr, PyTorch checkpoint", [*asr_command(), "transcribe", "--model", str(args.bundled / "model.pt")])]
     if importlib.util.find_spec("onnx") is not None:
         from asr.onnx_export import export_onnx
 
-        export_onnx(BUNDLED / "model.pt", tmp / "int8", int8=True)
+        export_onnx(args.bundled / "model.pt", tmp / "int8", int8=True)
         systems.append(("asr, exported int8", [*asr_command(), "transcribe", "--model", str(tmp / "int8")]))
     if importlib.util.find_spec("pocketsphinx") is not None and (args.an4_dir / "etc" / "an4.lm").is_file():
         systems.append(("pocketsphinx 5 (AN4 LM)", [sys.executable, "-c", POCKETSPHINX, str(args.an4_dir / "etc")]))

@@ -3,13 +3,16 @@ is the same file byte for byte on every run, and changes the signal as its name 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 from asr.audio import load_audio
+from asr.decode import DecodeConfig
 from asr.manifest import Utterance
 
 from .conftest import bench_module, write_tone
@@ -152,3 +155,17 @@ def test_cached_copies_are_reused_when_complete(bench, tones, tmp_path):
 
 def test_pocketsphinx_output_is_normalised_to_the_references(bench):
     assert bench.normalise_pocketsphinx("<s> a(2) <sil> [NOISE] TWO(2) ++BREATH++ go </s>") == "A TWO GO"
+
+
+@pytest.mark.parametrize("lm_arpa, lm_weight, rnnlm, rnnlm_weight, label", [
+    (None, 0.0, None, 0.0, "beam"),
+    ("arpa", 1.0, None, 0.0, "beam+LM"),
+    ("arpa", 0.0, None, 0.0, "beam"),  # tuned to weight 0: the n-gram plays no part
+    (None, 0.0, "lm", 0.6, "beam+RNNLM"),
+    ("arpa", 1.0, "lm", 0.4, "beam+LM+RNNLM"),
+])
+def test_a_decoding_is_labelled_by_the_lms_it_uses(bench, lm_arpa, lm_weight, rnnlm, rnnlm_weight, label):
+    loaded = SimpleNamespace(lm_arpa=lm_arpa, rnnlm=rnnlm)
+    decoding = DecodeConfig(decoder="beam", lm_weight=lm_weight, rnnlm_weight=rnnlm_weight)
+    assert bench.describe_decoding(loaded, decoding) == label
+    assert bench.describe_decoding(loaded, replace(decoding, decoder="greedy")) == "greedy"
