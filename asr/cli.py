@@ -34,6 +34,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (beam thresholds)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def number_list(text: str) -> list[float]:
     """argparse type: comma-separated finite numbers, e.g. '0,0.5,1' -> [0.0, 0.5, 1.0]."""
     numbers = []
@@ -58,6 +69,8 @@ def _add_decoding(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("decoding (default: what the model was tuned with)")
     group.add_argument("--decoder", choices=["greedy", "beam"], help="greedy, or beam (+ the model's LM if it has one)")
     group.add_argument("--beam-size", type=positive_int)
+    group.add_argument("--beam-threshold", type=positive_float,
+                       help="drop beam hypotheses scoring this much below the best (lower: faster)")
     group.add_argument("--lm-weight", type=float, help="alpha: LM weight in shallow fusion")
     group.add_argument("--rnnlm-weight", type=float, help="weight of the recurrent LM in shallow fusion")
     group.add_argument("--word-score", type=float, help="beta: score added per word")
@@ -152,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lm-weights", type=number_list, default="0,0.5,1,1.5,2,2.5,3,4", help="comma-separated alphas")
     p.add_argument("--word-scores", type=number_list, default="-1,0,1,2,3,4,5", help="comma-separated betas")
     p.add_argument("--beam-size", type=positive_int, default=50)
+    p.add_argument("--beam-threshold", type=positive_float,
+                   help="drop hypotheses scoring this much below the best (default: asr.decode.DecodeConfig's)")
     _add_device(p)
 
     p = commands.add_parser("export", help="a checkpoint without training state (optionally fp16) for shipping, "
@@ -308,6 +323,7 @@ def _transcriber(args: argparse.Namespace):
     changes = {
         key: value
         for key, value in (("decoder", args.decoder), ("beam_size", args.beam_size),
+                           ("beam_threshold", args.beam_threshold),
                            ("lm_weight", args.lm_weight), ("rnnlm_weight", args.rnnlm_weight),
                            ("word_score", args.word_score))
         if value is not None
@@ -593,7 +609,8 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
         emissions, refs, vocab, arpa, lexicon,
         lm_weights=args.lm_weights,
         word_scores=word_scores,
-        base=DecodeConfig(decoder="beam", beam_size=args.beam_size, beam_size_token=args.beam_size_token),
+        base=DecodeConfig(decoder="beam", beam_size=args.beam_size, beam_size_token=args.beam_size_token,
+                          **({"beam_threshold": args.beam_threshold} if args.beam_threshold is not None else {})),
         lm_source=args.lm or args.rnnlm,
         rnnlm=rnnlm, rnnlm_weights=args.rnnlm_weights,
         report=report,

@@ -187,7 +187,8 @@ class OnnxTranscriber(Transcriber):
         self.loaded = exported
         self.device = "cpu (onnxruntime)"
         self.batch_size = batch_size
-        self.decode = exported.decoder(decoding)
+        self.decoding = decoding or exported.decoding
+        self.decode = exported.decoder(self.decoding)
         self.front_end = exported.front_end
         self.forward = exported.forward
 

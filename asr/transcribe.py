@@ -70,7 +70,8 @@ class Transcriber:
         self.loaded = loaded
         self.device = torch.device(device)
         self.batch_size = batch_size
-        self.decode = loaded.decoder(decoding)  # the model's own decoding unless overridden
+        self.decoding = decoding or loaded.decoding  # the model's own decoding unless overridden
+        self.decode = loaded.decoder(self.decoding)
         self.front_end = loaded.front_end
         loaded.model.to(self.device).eval()
         self.forward: Forward = model_forward(loaded.model, self.device)

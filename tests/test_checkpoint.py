@@ -229,6 +229,7 @@ def test_invalid_stored_vocab_is_checkpoint_error_naming_file(tmp_path):
     [
         ({"config": {"decoder": "beem"}}, "decoder must be one of ('greedy', 'beam'), got 'beem'"),
         ({"config": {"decoder": "beam", "beam_size": 0}}, "beam_size must be >= 1"),
+        ({"config": {"decoder": "beam", "beam_threshold": 0.0}}, "beam_threshold must be > 0, got 0.0"),
         ({"config": {"beam_size": "50"}}, "config.beam_size must be int, got '50'"),
         ({"config": {"lm_weight": "high"}}, "config.lm_weight must be float, got 'high'"),
         ({"config": {"beam_size_token": 2.5}}, "config.beam_size_token must be int or None, got 2.5"),

@@ -162,6 +162,11 @@ BAD_OPTION_VALUES = {  # name: (command line, the error line argparse must print
     "beam_size_not_a_number": ([*TUNE_LM, "--beam-size", "big"],
                                "asr tune-lm: error: argument --beam-size: expected a positive whole number, "
                                "got 'big'"),
+    "beam_threshold_zero": (["transcribe", "--beam-threshold", "0", "a.wav"],
+                            "asr transcribe: error: argument --beam-threshold: expected a positive number, got '0'"),
+    "beam_threshold_not_a_number": ([*TUNE_LM, "--beam-threshold", "wide"],
+                                    "asr tune-lm: error: argument --beam-threshold: expected a positive number, "
+                                    "got 'wide'"),
     "transcribe_batch_size_zero": (["transcribe", "--batch-size", "0", "a.wav"],
                                    "asr transcribe: error: argument --batch-size: expected a positive whole number, "
                                    "got '0'"),
@@ -295,3 +300,16 @@ def test_colliding_outputs_are_refused_before_importing_torch(tmp_path):
     result = run_main_reporting_torch("transcribe", "--output-dir", str(tmp_path / "out"), *paths)
     assert result.returncode == 1 and "would both be written to" in result.stderr
     assert result.stdout.splitlines() == ["torch imported: False"]
+
+
+@pytest.mark.parametrize("form", ["exported", "checkpoint"])
+def test_decoding_options_override_the_models_own_and_nothing_else(form):
+    from asr.cli import BUNDLED_CHECKPOINT, BUNDLED_MODEL, _transcriber
+
+    model = BUNDLED_MODEL if form == "exported" else BUNDLED_CHECKPOINT
+    own = _transcriber(build_parser().parse_args(["transcribe", "--model", str(model), "a.wav"])).decoding
+    args = build_parser().parse_args(["transcribe", "--model", str(model), "--beam-threshold", "3.5",
+                                      "--word-score", "1.5", "a.wav"])
+    decoding = _transcriber(args).decoding
+    assert (decoding.beam_threshold, decoding.word_score) == (3.5, 1.5) != (own.beam_threshold, own.word_score)
+    assert (decoding.decoder, decoding.beam_size, decoding.rnnlm_weight) == (own.decoder, own.beam_size, own.rnnlm_weight)

@@ -38,7 +38,7 @@ def model_with_lm(overfit_model, lm_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tuned") / "model_lm.pt"
     result = run_asr("tune-lm", "--model", str(overfit_model), "--manifest", str(overfit_model.parents[1] / "train.jsonl"),
                      "--lm", str(lm_dir / "lm.arpa"), "--lexicon", str(lm_dir / "lexicon.txt"), "--out", str(out),
-                     "--lm-weights", "0,0.5", "--word-scores", "0,1")
+                     "--lm-weights", "0,0.5", "--word-scores", "0,1", "--beam-threshold", "12")
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("lm_weight=") == 4 + 1  # the grid, then the best line
     return out
@@ -56,6 +56,7 @@ def test_lm_command_writes_an_arpa_lm_and_a_lexicon_of_training_words(lm_dir):
 def test_tuned_model_carries_its_lm_and_decodes_with_beam_by_default(model_with_lm, an4_dir):
     loaded = load_model(model_with_lm)
     assert loaded.decoding.decoder == "beam" and loaded.lm_arpa and loaded.lexicon
+    assert loaded.decoding.beam_threshold == 12.0  # tune-lm searched with it, and the model decodes with it
     wavs = [an4_wav(an4_dir, "cen2-fash-b"), an4_wav(an4_dir, "an87-fbbh-b")]
     for decoder in ([], ["--decoder", "greedy"]):
         result = run_asr("transcribe", "--model", str(model_with_lm), "--format", "jsonl", *decoder, *wavs)
