@@ -25,24 +25,8 @@ import numpy as np
 
 from robustness import (
     CONDITIONS, DEFAULT_MODEL, QUICK_UTTERANCES, SHARED_DATA, Degrader, an4_splits, babble_pool,
-    cached_condition, load_real_noises, model_label, parse_list, score,
+    cached_condition, load_real_noises, load_transcriber, model_label, parse_list, score,
 )
-
-BATCH_SIZE = 16
-
-
-def load_transcriber(path: Path, threads: int):
-    """(loaded model, Transcriber) for a checkpoint (PyTorch, CPU) or an exported folder (onnxruntime)."""
-    if path.is_dir():
-        from asr.runtime import OnnxTranscriber, load_exported
-
-        exported = load_exported(path, threads=threads)
-        return exported, OnnxTranscriber(exported, batch_size=BATCH_SIZE)
-    from asr.checkpoint import load_model
-    from asr.transcribe import Transcriber
-
-    loaded = load_model(path, "cpu")
-    return loaded, Transcriber(loaded, "cpu", batch_size=BATCH_SIZE)
 
 
 def decode_timed(decode, log_probs: Sequence[np.ndarray], vocab) -> tuple[list[str], float]:
@@ -111,8 +95,8 @@ def main() -> None:
     rows = []
     models = args.model or [DEFAULT_MODEL]
     for path in models:
-        loaded, transcriber = load_transcriber(path, args.threads)
-        label = f"{path.parent.name if path.name == 'onnx' else path.name} (onnx)" if path.is_dir() else model_label(path)
+        loaded, transcriber = load_transcriber(path, threads=args.threads)
+        label = model_label(path)
         log_probs = {key: transcriber.log_probs([u.audio for u in utts]) for key, utts in copies.items()}
         for threshold in thresholds:
             decoding = dataclasses.replace(loaded.decoding, beam_threshold=threshold)

@@ -275,8 +275,26 @@ def cached_condition(
 
 
 def model_label(path: Path) -> str:
-    """asr/pretrained/an4_blstm/model.pt -> an4_blstm; exp/an4_s1/blstm/best_lm.pt -> an4_s1/best_lm."""
+    """asr/pretrained/an4_blstm/model.pt -> an4_blstm; exp/an4_s1/blstm/best_lm.pt -> an4_s1/best_lm;
+    an exported folder exp/an4_s3/bundle/onnx_int8 -> bundle/onnx_int8."""
+    if path.is_dir():
+        return f"{path.parent.name}/{path.name}"
     return path.parent.name if path.stem == "model" else f"{path.parent.parent.name}/{path.stem}"
+
+
+def load_transcriber(path: Path, device: str = "cpu", threads: int | None = None, decoding=None):
+    """(loaded model, Transcriber with `decoding` or the model's own) for a checkpoint (PyTorch on
+    `device`) or an exported folder (onnxruntime, `threads` intra-op threads)."""
+    if path.is_dir():
+        from asr.runtime import OnnxTranscriber, load_exported
+
+        exported = load_exported(path, threads=threads)
+        return exported, OnnxTranscriber(exported, batch_size=BATCH_SIZE, decoding=decoding)
+    from asr.checkpoint import load_model
+    from asr.transcribe import Transcriber
+
+    loaded = load_model(path, device)
+    return loaded, Transcriber(loaded, device, batch_size=BATCH_SIZE, decoding=decoding)
 
 
 def describe_decoding(loaded, decoding) -> str:
@@ -288,19 +306,17 @@ def describe_decoding(loaded, decoding) -> str:
     return f"beam{ngram}{recurrent}"
 
 
-def model_decoders(model_path: Path, decoders: Sequence[str], device: str) -> list[tuple[str, object]]:
-    """[(column label, Transcriber)] for one model: its default decoding and/or greedy (one
-    column when they are the same)."""
-    from asr.checkpoint import load_model
-    from asr.transcribe import Transcriber
-
-    loaded = load_model(model_path, device)
+def model_decoders(model_path: Path, decoders: Sequence[str], device: str, threads: int | None = None
+                   ) -> list[tuple[str, object]]:
+    """[(column label, Transcriber)] for one model (a checkpoint or an exported folder): its default
+    decoding and/or greedy (one column when they are the same)."""
+    loaded, _ = load_transcriber(model_path, device, threads)
     columns: dict[str, object] = {}
     for name in decoders:
         decoding = loaded.decoding if name == "default" else dataclasses.replace(loaded.decoding, decoder="greedy")
         label = f"{model_label(model_path)} {describe_decoding(loaded, decoding)}"
         if label not in columns:
-            columns[label] = Transcriber(loaded, device, batch_size=BATCH_SIZE, decoding=decoding)
+            columns[label] = load_transcriber(model_path, device, threads, decoding)[1]
     return list(columns.items())
 
 
@@ -424,7 +440,7 @@ def main() -> None:
 
     systems: list[tuple[str, Callable[[list[str]], list[str]]]] = []
     for model in models:
-        for label, transcriber in model_decoders(model, decoders, args.device):
+        for label, transcriber in model_decoders(model, decoders, args.device, args.threads):
             transcribe_all(transcriber, [u.audio for u in evaluated[splits_wanted[0]][:BATCH_SIZE]])  # warm-up
             systems.append((label, partial(transcribe_all, transcriber)))
     if args.pocketsphinx:

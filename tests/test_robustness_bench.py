@@ -169,3 +169,17 @@ def test_a_decoding_is_labelled_by_the_lms_it_uses(bench, lm_arpa, lm_weight, rn
     decoding = DecodeConfig(decoder="beam", lm_weight=lm_weight, rnnlm_weight=rnnlm_weight)
     assert bench.describe_decoding(loaded, decoding) == label
     assert bench.describe_decoding(loaded, replace(decoding, decoder="greedy")) == "greedy"
+
+
+@pytest.mark.parametrize("form", ["exported", "checkpoint"])
+def test_a_model_is_scored_in_either_form_with_its_own_decoding_and_greedy(bench, form):
+    from asr.cli import BUNDLED_CHECKPOINT, BUNDLED_MODEL
+
+    path = BUNDLED_MODEL if form == "exported" else BUNDLED_CHECKPOINT
+    columns = dict(bench.model_decoders(path, ["default", "greedy"], "cpu", threads=1))
+    name = "an4_blstm/onnx" if form == "exported" else "an4_blstm"
+    assert list(columns) == [f"{name} beam+RNNLM", f"{name} greedy"]
+    example = str(Path(__file__).resolve().parents[1] / "examples" / "an4_test_example.wav")
+    texts = {label: bench.transcribe_all(t, [example])[0] for label, t in columns.items()}
+    assert [t.decoding.decoder for t in columns.values()] == ["beam", "greedy"]
+    assert all(len(text.split()) == 5 for text in texts.values())  # J P E G FOUR, one letter may be misheard
