@@ -3,9 +3,11 @@ test WER (scored once per variant) and warm real-time factor.
 
     python bench/rnnlm_fusion.py [--quick] [--threads 2] [--data exp/an4/data]
                                  [--model asr/pretrained/an4_blstm/model.pt] [--work exp/bench_rnnlm]
+                                 [--word-shapes 2x256,2x128,1x256,1x128]
 
-Rows: none (beam, no LM), 3-gram (the n-gram `asr lm` builds), char LSTM, word LSTM, 3-gram +
-word LSTM (log-linear). The LMs are built from the training transcripts only, early-stopped on
+Rows: none (beam, no LM), 3-gram (the n-gram `asr lm` builds), char LSTM, word LSTM (one row per
+--word-shapes entry, layers x hidden size; the first is "word LSTM"), 3-gram + the first word LSTM
+(log-linear). The LMs are built from the training transcripts only, early-stopped on
 dev; each is trained once into --work by the `asr lm` command recorded in the results (an LM
 already there is reused, so a killed run resumes). Every row's weights are tuned on dev
 (asr.tuning.tune_lm, the grids below), then test is decoded once with the best.
@@ -31,11 +33,12 @@ from report import Report
 
 ROOT = Path(__file__).resolve().parent.parent
 NGRAM_GRID = {"lm_weights": [0.5, 1, 1.5, 2, 2.5, 3], "word_scores": [0, 1, 2, 3, 4]}
-RNN_GRID = {"rnnlm_weights": [0.2, 0.4, 0.6, 0.8, 1.0], "word_scores": [0, 1, 2, 3]}
+RNN_GRID = {"rnnlm_weights": [0.2, 0.4, 0.6, 0.8, 1.0], "word_scores": [0, 1, 2, 3, 4, 5]}  # as the bundled model's
 CHAR_GRID = {"rnnlm_weights": [0.3, 0.5, 0.8, 1.0, 1.2], "word_scores": [0, 1, 2, 3]}
-# The recurrent LMs' shapes (layers, hidden size). Char: 2 x 128 was chosen on dev among 2 x 256,
-# 1 x 256 and 2 x 128 (16.33 % vs 16.78 / 17.23 % at 4 tokens per frame) and steps 4x cheaper.
-LM_SHAPES = {"word": (2, 256), "char": (2, 128)}
+# The char LSTM's shape (layers, hidden size): 2 x 128 was chosen on dev among 2 x 256, 1 x 256 and
+# 2 x 128 (16.33 % vs 16.78 / 17.23 % at 4 tokens per frame) and steps 4x cheaper.
+CHAR_SHAPE = (2, 128)
+WORD_SHAPES = "2x256,2x128,1x256,1x128"  # word LSTMs compared (--word-shapes); the first is "word LSTM"
 BEAM = {"beam_size": 50}  # the bundled model's n-gram decoding
 RNN_BEAM = {"beam_size": 20, "beam_size_token": 8}  # recurrent rows: Python is called per expansion
 CHAR_BEAM = {"beam_size": 20, "beam_size_token": 4}  # lexicon-free: every token tried is an LM call;
@@ -51,7 +54,10 @@ def main() -> None:
     parser.add_argument("--model", default="asr/pretrained/an4_blstm/model.pt")
     parser.add_argument("--work", default="exp/bench_rnnlm", help="LMs are trained (or found) here")
     parser.add_argument("--repeats", type=int, default=1, help="test decodes timed per row; the median is kept")
+    parser.add_argument("--word-shapes", default=WORD_SHAPES, help="comma-separated LAYERSxHIDDEN word LSTMs")
     args = parser.parse_args()
+    word_shapes = [tuple(int(n) for n in shape.split("x")) for shape in args.word_shapes.split(",")]
+    shapes = [("char", CHAR_SHAPE)] + [("word", shape) for shape in word_shapes]
     torch.set_num_threads(args.threads)
     rep = Report("rnnlm_fusion", quick=args.quick)
     data, work = Path(args.data), Path(args.work)
@@ -77,28 +83,25 @@ def main() -> None:
                  for k, g in grids.items()}
 
     lm_commands, lm_seconds = {}, {}
-    for units in ("word", "char"):
-        out = lm_dir(work, units)
-        layers, hidden = LM_SHAPES[units]
+    for units, (layers, hidden) in shapes:
+        out = lm_dir(work, units, (layers, hidden))
+        name = out.name
         command = [sys.executable, "-m", "asr", "lm", "--type", "lstm", "--units", units, "--manifest",
                    str(data / "train.jsonl"), "--dev-manifest", str(data / "dev.jsonl"), "--out-dir", str(out),
                    "--layers", str(layers), "--hidden-size", str(hidden)]
-        lm_commands[units] = " ".join(["asr", *command[3:]])
+        lm_commands[name] = " ".join(["asr", *command[3:]])
         if not (out / "rnnlm.pt").exists():
             started = time.perf_counter()
             subprocess.run(command, check=True, cwd=ROOT)
-            lm_seconds[units] = round(time.perf_counter() - started, 1)
-    lms = {units: load_lm(lm_dir(work, units) / "rnnlm.pt") for units in ("word", "char")}
+            lm_seconds[name] = round(time.perf_counter() - started, 1)
+    lms = {row_name(units, shape, word_shapes): load_lm(lm_dir(work, units, shape) / "rnnlm.pt") for units, shape in shapes}
     arpa = build_arpa(train, 3)
     (work / "ngram").mkdir(parents=True, exist_ok=True)
     (work / "ngram" / "lm.arpa").write_text(arpa, encoding="utf-8")
     lexicon = sorted(lm_words(train))
     dev_refs, test_refs = [u.text for u in dev_utts], [u.text for u in test_utts]
-    ppl = {
-        "3-gram": ngram_perplexity(read_arpa(work / "ngram" / "lm.arpa"), dev_refs),
-        "char LSTM": lms["char"].perplexity(dev_refs),
-        "word LSTM": lms["word"].perplexity(dev_refs),
-    }
+    ppl = {"3-gram": ngram_perplexity(read_arpa(work / "ngram" / "lm.arpa"), dev_refs)}
+    ppl |= {name: lm.perplexity(dev_refs) for name, lm in lms.items()}
 
     loaded = load_model(args.model)
     vocab = loaded.vocab
@@ -115,10 +118,11 @@ def main() -> None:
     variants = [
         ("none", dict(lm_arpa=None, lexicon=None, rnnlm=None), {"lm_weights": [0], "word_scores": [0]}, BEAM),
         ("3-gram", dict(lm_arpa=arpa, lexicon=lexicon, rnnlm=None), grids["ngram"], BEAM),
-        ("word LSTM", dict(lm_arpa=None, lexicon=None, rnnlm=lms["word"]), grids["word"], RNN_BEAM),
-        ("3-gram + word LSTM", dict(lm_arpa=arpa, lexicon=lexicon, rnnlm=lms["word"]), None, RNN_BEAM),
-        ("char LSTM", dict(lm_arpa=None, lexicon=None, rnnlm=lms["char"]), grids["char"], CHAR_BEAM),
-    ]
+        ("word LSTM", dict(lm_arpa=None, lexicon=None, rnnlm=lms["word LSTM"]), grids["word"], RNN_BEAM),
+        ("3-gram + word LSTM", dict(lm_arpa=arpa, lexicon=lexicon, rnnlm=lms["word LSTM"]), None, RNN_BEAM),
+        ("char LSTM", dict(lm_arpa=None, lexicon=None, rnnlm=lms["char LSTM"]), grids["char"], CHAR_BEAM),
+    ] + [(name, dict(lm_arpa=None, lexicon=None, rnnlm=lm), grids["word"], RNN_BEAM)
+         for name, lm in lms.items() if name.startswith("word LSTM ")]
     rows, best = [], {}
     for name, lm, grid, beam in variants:
         if grid is None:  # around the two single LMs' best weights: halves and wholes of each
@@ -164,28 +168,38 @@ def main() -> None:
             row["lm_steps"] = decode.lm.steps
             row["lm_batches"] = decode.lm.batches
         rows.append(row)
-        _write(rep, args, data, test_audio, acoustic_s, rows, lm_commands, lm_seconds, work, grids, dev_utts, test_utts)
+        _write(rep, args, data, test_audio, acoustic_s, rows, lm_commands, lm_seconds, work, shapes, grids, dev_utts,
+               test_utts)
         print(f"  {name}: dev ppl {row['dev_ppl']}, dev WER {row['dev_wer']}, test WER {row['test_wer']}, "
               f"RTF warm {row['rtf_warm']} (decode {row['rtf_decode']}), {row['weights']}, tuned in {tune_s:.0f} s",
               flush=True)
 
 
-def _write(rep, args, data, test_audio, acoustic_s, rows, lm_commands, lm_seconds, work, grids, dev_utts, test_utts):
+def _write(rep, args, data, test_audio, acoustic_s, rows, lm_commands, lm_seconds, work, shapes, grids, dev_utts,
+           test_utts):
     """Results so far (rewritten after every row, so a long run killed midway keeps its finished rows)."""
     rep.write(
         {"model": args.model, "data": str(data), "threads": args.threads, "test_audio_seconds": round(test_audio, 2),
          "acoustic_seconds": round(acoustic_s, 3), "target_rtf_warm": TARGET_RTF, "rows": rows,
          "lm_commands": lm_commands, "lm_train_seconds": lm_seconds,
-         "lm_summaries": {u: _summary(lm_dir(work, u) / "rnnlm.json") for u in ("word", "char")},
+         "lm_summaries": {lm_dir(work, u, shape).name: _summary(lm_dir(work, u, shape) / "rnnlm.json")
+                          for u, shape in shapes},
          "grids": grids, "dev_utterances": len(dev_utts), "test_utterances": len(test_utts)},
         tables=[("AN4: LMs in beam search (dev for choices, test once)", rows,
                  ["lm", "dev_ppl", "dev_wer", "test_wer", "rtf_warm", "rtf_decode", "weights", "beam"])],
     )
 
 
-def lm_dir(work: Path, units: str) -> Path:
-    layers, hidden = LM_SHAPES[units]
+def lm_dir(work: Path, units: str, shape: tuple[int, int]) -> Path:
+    layers, hidden = shape
     return work / f"{units}_lstm_{layers}x{hidden}"
+
+
+def row_name(units: str, shape: tuple[int, int], word_shapes: list[tuple[int, int]]) -> str:
+    """'char LSTM'; 'word LSTM' for the first word shape, 'word LSTM 2x128' for the others."""
+    if units == "char" or shape == word_shapes[0]:
+        return f"{units} LSTM"
+    return f"word LSTM {shape[0]}x{shape[1]}"
 
 
 def _summary(path: Path) -> dict | None:
