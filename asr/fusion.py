@@ -10,7 +10,8 @@ too), and keeps that affordable:
 - Asking for a child does not run the network. A node's next-unit distribution is computed only
   when a hypothesis ending there is extended, and then for every node still waiting, in one batched
   step (the LM work of one frame is one matrix product, not one per hypothesis), run in numpy
-  (asr.numpy_rnnlm.NumpyStep): at tens of rows a torch call's fixed cost would dominate.
+  (asr.numpy_rnnlm.NumpyStep; at tens of rows a torch call's fixed cost would dominate) or, in the
+  exported runtime, in onnxruntime (asr.rnnlm_graph, about twice as fast again).
   batch=False computes each node alone when it is first extended instead: fewer network steps
   (pruned hypotheses are never run) but one call each; on AN4 the batched form was faster for a
   2 x 256 word LSTM (1.8x, beam 50) and about even for a character LM.
@@ -30,7 +31,7 @@ from collections.abc import Sequence
 import numpy as np
 from flashlight.lib.text.decoder import LM, LMState
 
-from asr.numpy_rnnlm import EOS_ID, NumpyLM, NumpyStep
+from asr.numpy_rnnlm import EOS_ID, NumpyLM
 
 
 class _Node:
@@ -58,7 +59,7 @@ class FusedLM(LM):
                  word_ends: Sequence[int] = (), word_score: float = 0.0, batch: bool = True) -> None:
         LM.__init__(self)
         self.to_lm, self.weight = list(to_lm), weight
-        self.step = NumpyStep(lm)
+        self.step = lm.make_step()  # NumpyStep, or the runtime's onnxruntime step
         self.batch = batch
         self.ngram, self.ngram_weight = ngram, ngram_weight
         self.bonus = {i: word_score for i in word_ends}

@@ -109,6 +109,11 @@ class NumpyLM:
     def parts(self) -> int:
         return 2 if self.config.cell == "lstm" else 1
 
+    def make_step(self) -> NumpyStep:
+        """The network step beam search calls (asr.fusion); the exported runtime's LM
+        (asr.runtime.GraphLM) runs the same step in onnxruntime instead."""
+        return NumpyStep(self)
+
 
 def weights_to_bytes(weights: dict[str, np.ndarray]) -> tuple[bytes, list[list]]:
     """Every array as float32 bytes, in name order, and the [name, shape] list that reads them back."""

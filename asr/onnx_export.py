@@ -38,7 +38,7 @@ from asr.lm import lexicon_text
 from asr.numpy_rnnlm import weights_to_bytes
 from asr.runtime import (
     BUNDLE_FILES, CONFIG_FILE, FORMAT, FORMAT_VERSION, LEXICON_FILE, LM_FILE, MANIFEST_FILE, MODEL_FILE, RNNLM_FILE,
-    file_sha256,
+    RNNLM_GRAPH_FILE, file_sha256,
 )
 
 OPSET = 17  # LayerNormalization is a standard op from opset 17
@@ -50,7 +50,8 @@ def export_onnx(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, int8:
 
     Files: model.onnx, config.json (features, CMVN, vocabulary, frame stacking, decoding),
     lm.arpa and lexicon.txt when the checkpoint carries an n-gram LM, rnnlm.bin (its weights; the
-    configuration and vocabulary go in config.json) when it carries a recurrent LM, and manifest.json (written last:
+    configuration and vocabulary go in config.json) and rnnlm.onnx (its network step, reading
+    rnnlm.bin: asr.rnnlm_graph) when it carries a recurrent LM, and manifest.json (written last:
     versions, and the size and SHA-256 of every other file).
     """
     try:
@@ -107,10 +108,17 @@ def export_onnx(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, int8:
     if loaded.rnnlm is not None:  # the recurrent LM's weights as float32 bytes, read back by asr.runtime
         numpy_lm = loaded.rnnlm.numpy_lm()
         data, layout = weights_to_bytes(numpy_lm.weights)
-        config["decoding"]["rnnlm"] = {"file": RNNLM_FILE, "config": asdict(numpy_lm.config),
-                                       "symbols": list(numpy_lm.vocab.symbols), "layout": layout}
+        config["decoding"]["rnnlm"] = {"file": RNNLM_FILE, "step_graph": RNNLM_GRAPH_FILE,
+                                       "config": asdict(numpy_lm.config), "symbols": list(numpy_lm.vocab.symbols),
+                                       "layout": layout}
         with atomic_write(out / RNNLM_FILE, binary=True) as f:
             f.write(data)
+        from asr.rnnlm_graph import step_graph  # needs onnx, like the rest of the export
+
+        step = step_graph(numpy_lm.config, layout, RNNLM_FILE)
+        with atomic_write(out / RNNLM_GRAPH_FILE, binary=True) as f:
+            f.write(step.SerializeToString(deterministic=True))
+        onnx.checker.check_model(str(out / RNNLM_GRAPH_FILE))  # by path: its weights are read from rnnlm.bin
     write_text_atomically(out / CONFIG_FILE, json.dumps(config, indent=1) + "\n")
     if loaded.lm_arpa is not None:
         write_text_atomically(out / LM_FILE, loaded.lm_arpa)

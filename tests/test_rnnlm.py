@@ -285,16 +285,16 @@ def test_lm_command_trains_reports_both_perplexities_and_samples(tmp_path, capsy
 def test_fused_beam_search_runs_the_lm_steps_with_one_blas_thread(cat_lms, monkeypatch):
     from threadpoolctl import threadpool_info
 
-    import asr.fusion
+    import asr.numpy_rnnlm
 
     threads_seen = []
-    step = asr.fusion.NumpyStep.__call__
+    step = asr.numpy_rnnlm.NumpyStep.__call__
 
     def recording(self, tokens, states):
         threads_seen.append({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
         return step(self, tokens, states)
 
-    monkeypatch.setattr(asr.fusion.NumpyStep, "__call__", recording)
+    monkeypatch.setattr(asr.numpy_rnnlm.NumpyStep, "__call__", recording)
     vocab = Vocab.from_texts(["THE CAT SAT HAT"])
     decode = make_decoder(vocab, DecodeConfig(decoder="beam", beam_size=5, rnnlm_weight=0.5), rnnlm=cat_lms["char"])
     torch.manual_seed(0)

@@ -23,8 +23,9 @@ from asr.cli import BUNDLED_CHECKPOINT, BUNDLED_MODEL
 from asr.features import FeatureConfig, FrontEnd
 from asr.metrics import error_rates
 from asr.numpy_features import NumpyFrontEnd, log_mel as numpy_log_mel
+from asr.numpy_rnnlm import NumpyStep
 from asr.onnx_export import export_onnx
-from asr.runtime import ExportError, OnnxTranscriber, file_sha256, load_exported, verify_export
+from asr.runtime import ExportError, OnnxStep, OnnxTranscriber, file_sha256, load_exported, verify_export
 from asr.transcribe import Transcriber
 
 from .conftest import REPO, run_asr
@@ -118,7 +119,7 @@ def test_export_is_reproducible_and_its_manifest_lists_every_file(exported, tmp_
     manifest = json.loads((exported / "manifest.json").read_text())
     assert manifest["source"]["sha256"] == file_sha256(BUNDLED_CHECKPOINT)
     assert set(manifest["files"]) == {p.name for p in exported.iterdir()} - {"manifest.json"}
-    assert {"model.onnx", "config.json", "rnnlm.bin"} <= set(manifest["files"])  # the bundled model's word LSTM too
+    assert {"model.onnx", "config.json", "rnnlm.bin", "rnnlm.onnx"} <= set(manifest["files"])  # the word LSTM too
     assert manifest["exported_with"]["torch"] == torch.__version__.split("+")[0]
     again = tmp_path / "again"
     export_onnx(BUNDLED_CHECKPOINT, again)
@@ -242,6 +243,7 @@ def flip_a_byte(path: Path) -> None:
     (lambda f: flip_a_byte(f / "model.onnx"), "model.onnx", "does not match its checksum in manifest.json"),
     (lambda f: flip_a_byte(f / "rnnlm.bin"), "rnnlm.bin", "does not match its checksum"),
     (lambda f: (f / "rnnlm.bin").unlink(), "rnnlm.bin", "missing (listed in manifest.json)"),
+    (lambda f: flip_a_byte(f / "rnnlm.onnx"), "rnnlm.onnx", "does not match its checksum"),
     (lambda f: (f / "manifest.json").unlink(), "manifest.json", "missing"),
     (lambda f: (f / "manifest.json").write_text("{"), "manifest.json", "not readable JSON"),
 ])
@@ -266,6 +268,26 @@ def test_a_config_that_matches_its_checksum_but_not_the_format_is_named(exported
     folder = damaged_copy(exported, tmp_path, rewrite_config)
     with pytest.raises(ExportError, match=f"^{folder / 'config.json'}: bad or incomplete configuration"):
         load_exported(folder)
+
+
+def test_a_folder_exported_before_the_lm_step_graph_steps_its_lm_in_numpy(exported, tmp_path):
+    def drop_the_step_graph(folder: Path) -> None:  # what `asr export --onnx` wrote before rnnlm.onnx existed
+        config = json.loads((folder / "config.json").read_text())
+        del config["decoding"]["rnnlm"]["step_graph"]
+        (folder / "config.json").write_text(json.dumps(config))
+        (folder / "rnnlm.onnx").unlink()
+        manifest = json.loads((folder / "manifest.json").read_text())
+        del manifest["files"]["rnnlm.onnx"]
+        manifest["files"]["config.json"] = {"bytes": (folder / "config.json").stat().st_size,
+                                            "sha256": file_sha256(folder / "config.json")}
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+
+    older = load_exported(damaged_copy(exported, tmp_path, drop_the_step_graph))
+    assert isinstance(older.rnnlm.make_step(), NumpyStep)
+    newer = load_exported(exported)
+    assert isinstance(newer.rnnlm.make_step(), OnnxStep)
+    texts = [next(OnnxTranscriber(model).transcribe([(str(EXAMPLE), None)])).text for model in (older, newer)]
+    assert texts[0] == texts[1]
 
 
 def test_decode_runs_an_exported_folder_without_torch(tmp_path):
@@ -316,8 +338,9 @@ def test_a_model_with_a_recurrent_lm_exports_and_decodes_the_same_without_torch(
     export_onnx(tmp_path / "model.pt", tmp_path / "onnx")
 
     exported = load_exported(tmp_path / "onnx")
-    assert "rnnlm.bin" in verify_export(tmp_path / "onnx")["files"]
+    assert {"rnnlm.bin", "rnnlm.onnx"} <= set(verify_export(tmp_path / "onnx")["files"])
     assert exported.rnnlm.vocab == lm.vocab and exported.rnnlm.config == lm.config
+    assert isinstance(exported.rnnlm.make_step(), OnnxStep)  # beam search steps the LM in onnxruntime
     expected_weights = lm.numpy_lm().weights
     assert set(exported.rnnlm.weights) == set(expected_weights)
     assert all(np.array_equal(exported.rnnlm.weights[k], v) for k, v in expected_weights.items())
