@@ -11,7 +11,7 @@ too), and keeps that affordable:
   when a hypothesis ending there is extended, and then for every node still waiting, in one batched
   step (the LM work of one frame is one matrix product, not one per hypothesis), run in numpy
   (asr.numpy_rnnlm.NumpyStep; at tens of rows a torch call's fixed cost would dominate) or, in the
-  exported runtime, in onnxruntime (asr.rnnlm_graph, about twice as fast again).
+  exported runtime, in onnxruntime (asr.rnnlm_graph, faster again).
   batch=False computes each node alone when it is first extended instead: fewer network steps
   (pruned hypotheses are never run) but one call each; on AN4 the batched form was faster for a
   2 x 256 word LSTM (1.8x, beam 50) and about even for a character LM.
