@@ -11,8 +11,8 @@ An exported model is a folder (written by `asr export --onnx`, asr.onnx_export):
     rnnlm.bin       a recurrent LM's weights, float32 (when the model decodes with one; its
                     configuration, vocabulary and weight layout are in config.json)
     rnnlm.onnx      that LM's network step as an ONNX graph whose weights are rnnlm.bin's (ONNX
-                    external data; asr.rnnlm_graph): beam search runs it in onnxruntime, about
-                    twice as fast as numpy. A folder exported without it steps the LM in numpy.
+                    external data; asr.rnnlm_graph): beam search runs it in onnxruntime, faster
+                    than numpy. A folder exported without it steps the LM in numpy.
     manifest.json   format version, the versions it was exported with, size and SHA-256 of each file
 
 `load_exported` checks every file against the manifest before anything runs, so a corrupted or

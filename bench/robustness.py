@@ -282,19 +282,29 @@ def model_label(path: Path) -> str:
     return path.parent.name if path.stem == "model" else f"{path.parent.parent.name}/{path.stem}"
 
 
-def load_transcriber(path: Path, device: str = "cpu", threads: int | None = None, decoding=None):
-    """(loaded model, Transcriber with `decoding` or the model's own) for a checkpoint (PyTorch on
+def load_transcriber(path: Path, device: str = "cpu", threads: int | None = None):
+    """(loaded model, Transcriber with the model's own decoding) for a checkpoint (PyTorch on
     `device`) or an exported folder (onnxruntime, `threads` intra-op threads)."""
     if path.is_dir():
-        from asr.runtime import OnnxTranscriber, load_exported
+        from asr.runtime import load_exported
 
-        exported = load_exported(path, threads=threads)
-        return exported, OnnxTranscriber(exported, batch_size=BATCH_SIZE, decoding=decoding)
-    from asr.checkpoint import load_model
+        loaded = load_exported(path, threads=threads)
+    else:
+        from asr.checkpoint import load_model
+
+        loaded = load_model(path, device)
+    return loaded, transcriber_for(loaded, device)
+
+
+def transcriber_for(loaded, device: str = "cpu", decoding=None):
+    """A Transcriber of a loaded checkpoint or exported folder, with `decoding` or the model's own."""
+    from asr.runtime import ExportedModel, OnnxTranscriber
+
+    if isinstance(loaded, ExportedModel):
+        return OnnxTranscriber(loaded, batch_size=BATCH_SIZE, decoding=decoding)
     from asr.transcribe import Transcriber
 
-    loaded = load_model(path, device)
-    return loaded, Transcriber(loaded, device, batch_size=BATCH_SIZE, decoding=decoding)
+    return Transcriber(loaded, device, batch_size=BATCH_SIZE, decoding=decoding)
 
 
 def describe_decoding(loaded, decoding) -> str:
@@ -310,13 +320,13 @@ def model_decoders(model_path: Path, decoders: Sequence[str], device: str, threa
                    ) -> list[tuple[str, object]]:
     """[(column label, Transcriber)] for one model (a checkpoint or an exported folder): its default
     decoding and/or greedy (one column when they are the same)."""
-    loaded, _ = load_transcriber(model_path, device, threads)
+    loaded, own = load_transcriber(model_path, device, threads)
     columns: dict[str, object] = {}
     for name in decoders:
         decoding = loaded.decoding if name == "default" else dataclasses.replace(loaded.decoding, decoder="greedy")
         label = f"{model_label(model_path)} {describe_decoding(loaded, decoding)}"
         if label not in columns:
-            columns[label] = load_transcriber(model_path, device, threads, decoding)[1]
+            columns[label] = own if name == "default" else transcriber_for(loaded, device, decoding)
     return list(columns.items())
 
 
