@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from robustness import (
-    CONDITIONS, DEFAULT_MODEL, QUICK_UTTERANCES, SHARED_DATA, Degrader, an4_splits, babble_pool,
-    cached_condition, load_real_noises, load_transcriber, model_label, parse_list, score,
+    CONDITIONS, DEFAULT_MODEL, QUICK_UTTERANCES, add_copy_arguments, cached_condition, copy_sources, load_transcriber,
+    model_label, parse_list, score,
 )
 
 
@@ -59,14 +59,9 @@ def summary(rows: list[dict], thresholds: Sequence[float], splits: Sequence[str]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--an4-dir", type=Path, default=SHARED_DATA / "an4")
-    parser.add_argument("--data-dir", type=Path, default=None, help="the recipe's manifests (train/dev/test.jsonl) instead")
-    parser.add_argument("--noise-dir", type=Path, default=SHARED_DATA / "noise")
-    parser.add_argument("--cache", type=Path, default=Path("exp/robustness/audio"))
+    add_copy_arguments(parser)
     parser.add_argument("--model", type=Path, action="append", help="repeatable (default: the bundled model.pt)")
     parser.add_argument("--thresholds", default="25,15,10,7", help="comma-separated; the first is the reference")
-    parser.add_argument("--splits", default="dev,test")
-    parser.add_argument("--conditions", default=",".join(CONDITIONS))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK_UTTERANCES} utterances per split")
     parser.add_argument("--name", default="beam_threshold", help="results/NAME.json")
@@ -81,14 +76,7 @@ def main() -> None:
     splits_wanted = parse_list(args.splits, ("dev", "test"), "split")
     conditions = parse_list(args.conditions, CONDITIONS, "condition")
     rep = Report(args.name, quick=args.quick)
-    if args.data_dir is None and not (args.an4_dir / "etc" / "an4_train.fileids").is_file():
-        rep.skip(f"AN4 not found at {args.an4_dir} (--an4-dir, or --data-dir with the recipe's manifests)")
-    cache = args.cache.with_name(args.cache.name + "_quick") if args.quick else args.cache
-    splits = an4_splits(args.an4_dir, args.data_dir)
-    evaluated = {s: sorted(splits[s], key=lambda u: u.id)[:QUICK_UTTERANCES] if args.quick else splits[s]
-                 for s in splits_wanted}
-    noises = load_real_noises(args.noise_dir) if "real_noise_10dB" in conditions else []
-    degrader = Degrader(babble_pool(splits, splits_wanted), noises)
+    cache, evaluated, degrader = copy_sources(args, rep, splits_wanted, conditions)
     copies = {(split, condition): cached_condition(cache, split, condition, evaluated[split], degrader).utterances
               for condition in conditions for split in splits_wanted}
 

@@ -398,16 +398,37 @@ def parse_list(value: str, known: Sequence[str], what: str) -> list[str]:
     return items
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_copy_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that say which degraded copies to score and where they are (shared with
+    bench/beam_threshold.py): --an4-dir / --data-dir, --noise-dir, --cache, --splits, --conditions."""
     parser.add_argument("--an4-dir", type=Path, default=SHARED_DATA / "an4")
     parser.add_argument("--data-dir", type=Path, default=None, help="the recipe's manifests (train/dev/test.jsonl) instead")
     parser.add_argument("--noise-dir", type=Path, default=SHARED_DATA / "noise")
     parser.add_argument("--cache", type=Path, default=Path("exp/robustness/audio"))
-    parser.add_argument("--model", type=Path, action="append", help=f"repeatable (default {DEFAULT_MODEL.relative_to(ROOT)})")
-    parser.add_argument("--decoders", default="default,greedy")
     parser.add_argument("--splits", default="dev,test")
     parser.add_argument("--conditions", default=",".join(CONDITIONS))
+
+
+def copy_sources(args: argparse.Namespace, rep, splits: Sequence[str], conditions: Sequence[str]
+                 ) -> tuple[Path, dict[str, list[Utterance]], Degrader]:
+    """(cache folder, the utterances evaluated per split, the Degrader) for add_copy_arguments'
+    options; skips the benchmark (rep.skip) when AN4 is not there. --quick: QUICK_UTTERANCES per
+    split, in a cache of their own."""
+    if args.data_dir is None and not (args.an4_dir / "etc" / "an4_train.fileids").is_file():
+        rep.skip(f"AN4 not found at {args.an4_dir} (--an4-dir, or --data-dir with the recipe's manifests)")
+    cache = args.cache.with_name(args.cache.name + "_quick") if args.quick else args.cache
+    corpus = an4_splits(args.an4_dir, args.data_dir)
+    evaluated = {s: sorted(corpus[s], key=lambda u: u.id)[:QUICK_UTTERANCES] if args.quick else corpus[s]
+                 for s in splits}
+    noises = load_real_noises(args.noise_dir) if "real_noise_10dB" in conditions else []
+    return cache, evaluated, Degrader(babble_pool(corpus, splits), noises)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_copy_arguments(parser)
+    parser.add_argument("--model", type=Path, action="append", help=f"repeatable (default {DEFAULT_MODEL.relative_to(ROOT)})")
+    parser.add_argument("--decoders", default="default,greedy")
     parser.add_argument("--pocketsphinx", action="store_true", help="also score pocketsphinx (if installed)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
@@ -426,15 +447,7 @@ def main() -> None:
     rep = Report(f"{args.name}_partial" if partial_run else args.name, quick=args.quick)  # a subset never overwrites the full table
     decoders = parse_list(args.decoders, ("default", "greedy"), "decoder")
     models = args.model or [DEFAULT_MODEL]
-    if args.data_dir is None and not (args.an4_dir / "etc" / "an4_train.fileids").is_file():
-        rep.skip(f"AN4 not found at {args.an4_dir} (--an4-dir, or --data-dir with the recipe's manifests)")
-    cache = args.cache.with_name(args.cache.name + "_quick") if args.quick else args.cache
-
-    splits = an4_splits(args.an4_dir, args.data_dir)
-    evaluated = {s: sorted(splits[s], key=lambda u: u.id)[:QUICK_UTTERANCES] if args.quick else splits[s]
-                 for s in splits_wanted}
-    noises = load_real_noises(args.noise_dir) if "real_noise_10dB" in conditions else []
-    degrader = Degrader(babble_pool(splits, splits_wanted), noises)
+    cache, evaluated, degrader = copy_sources(args, rep, splits_wanted, conditions)
 
     copies: dict[tuple[str, str], list[Utterance]] = {}
     build_seconds, condition_info = {}, {}
