@@ -8,7 +8,7 @@ import random
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -81,19 +81,24 @@ def check_audio_headers(
 
 @dataclass
 class Batch:
-    """A padded batch: feats (B, T, F), feat_lens (B,), tokens (B, U), token_lens (B,), ids [B]."""
+    """A padded batch: feats (B, T, F), feat_lens (B,), tokens (B, U), token_lens (B,), ids [B].
+
+    views > 1: the batch holds `views` differently augmented copies of B / views utterances, view
+    by view (rows i, i + B / views, ... are the same utterance; see consistency training in asr.train).
+    """
 
     feats: torch.Tensor
     feat_lens: torch.Tensor
     tokens: torch.Tensor
     token_lens: torch.Tensor
     ids: list[str]
+    views: int = 1
 
     def pin_memory(self) -> Batch:
         """The batch in page-locked memory (DataLoader(pin_memory=True) calls this), so that the
         copy to a GPU with non_blocking=True really overlaps."""
         return Batch(self.feats.pin_memory(), self.feat_lens.pin_memory(), self.tokens.pin_memory(),
-                     self.token_lens.pin_memory(), self.ids)
+                     self.token_lens.pin_memory(), self.ids, self.views)
 
     def to(self, device: torch.device | str) -> Batch:
         return Batch(
@@ -102,6 +107,7 @@ class Batch:
             self.tokens.to(device),
             self.token_lens.to(device),
             self.ids,
+            self.views,
         )
 
 
@@ -112,7 +118,8 @@ class FeatureDataset(torch.utils.data.Dataset):
     compute_speed_variants): each epoch every utterance uses one variant. The variant and the
     SpecAugment masks are drawn from a seed of (seed, epoch, index), so an epoch's batches are
     reproducible after a resume. epoch_num_frames(epoch) gives the lengths of the variants an
-    epoch uses (what the sampler batches by).
+    epoch uses (what the sampler batches by). views = 2 (consistency training) makes an item two
+    SpecAugment views of the same features, feats (2, T, F); the first is the one views = 1 gives.
     """
 
     def __init__(
@@ -132,6 +139,7 @@ class FeatureDataset(torch.utils.data.Dataset):
         self.specaugment = specaugment if specaugment is not None and specaugment.enabled else None
         self.seed = seed
         self.epoch = 0
+        self.views = 1
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -159,6 +167,10 @@ class FeatureDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[str, torch.Tensor, torch.Tensor]:
         seed = self.item_seed(index, self.epoch)
         feats = self.features(index, self.variant_index(index, self.epoch), seed)
+        if self.views > 1:
+            views = [feats if self.specaugment is None else spec_augment(feats, self.specaugment, seed=view_seed(seed, v))
+                     for v in range(self.views)]
+            return self.utterances[index].id, torch.stack(views), self.tokens[index]
         if self.specaugment is not None:
             feats = spec_augment(feats, self.specaugment, seed=seed)
         return self.utterances[index].id, feats, self.tokens[index]
@@ -247,8 +259,20 @@ class AudioDataset(FeatureDataset):
 AUGMENT_STREAM = 1  # the augmentation's random stream, apart from the variant and SpecAugment draws
 
 
+def view_seed(seed: int, view: int) -> int:
+    """The SpecAugment seed of an item's view `view` (view 0 keeps the item's own seed)."""
+    return seed if view == 0 else (seed * 1_000_003 + view) % 2**31
+
+
 def collate(items: Sequence[tuple[str, torch.Tensor, torch.Tensor]]) -> Batch:
-    """Pad (id, feats (T, F), tokens (U,)) items into a Batch; padding is 0."""
+    """Pad (id, feats (T, F), tokens (U,)) items into a Batch; padding is 0.
+
+    Items with feats (V, T, F) (V views of each utterance) give a Batch of V x B rows, view by view.
+    """
+    if items and items[0][1].dim() == 3:
+        views = items[0][1].shape[0]
+        flat = [(i, f[v], t) for v in range(views) for i, f, t in items]
+        return replace(collate(flat), views=views)
     ids = [i for i, _, _ in items]
     feats = torch.nn.utils.rnn.pad_sequence([f for _, f, _ in items], batch_first=True)
     tokens = torch.nn.utils.rnn.pad_sequence([t for _, _, t in items], batch_first=True)

@@ -48,6 +48,8 @@ class TrainConfig:
     speed_perturb: tuple[float, ...] = (1.0,)  # speed factors; each epoch an utterance uses one (1.0 first)
     average_last: int = 0  # average the weights of the last N epochs; kept as best.pt if better on dev
     keep: str = "best"  # best.pt holds: best (lowest dev WER) | last (the final epoch, or the average)
+    consistency_weight: float = 0.0  # CR-CTC: > 0 trains on two SpecAugment views of each utterance (twice the
+    # compute per step) and adds this weight x the KL between their posteriors (asr.train.consistency_loss)
     tensorboard: bool = True  # also write <out_dir>/tensorboard/ event files when tensorboard is installed (asr[tensorboard])
 
 

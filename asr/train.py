@@ -190,11 +190,15 @@ def prepare_split(
         say(f"{manifest}: {empty} utterance(s) with an empty transcript, kept (CTC target: all blank)")
     specaugment = config.specaugment if training else None
     if config.train.cache_features and augment is None:
-        return FeatureDataset(kept, [feats[i] for i in keep], vocab, cmvn, specaugment, seed=config.train.seed)
-    return AudioDataset(
-        kept, FrontEnd(config.features, cmvn), vocab, specaugment, seed=config.train.seed, speeds=speeds,
-        augment=augment, waveforms=None if waveforms is None else [waveforms[i] for i in keep],
-    )
+        dataset = FeatureDataset(kept, [feats[i] for i in keep], vocab, cmvn, specaugment, seed=config.train.seed)
+    else:
+        dataset = AudioDataset(
+            kept, FrontEnd(config.features, cmvn), vocab, specaugment, seed=config.train.seed, speeds=speeds,
+            augment=augment, waveforms=None if waveforms is None else [waveforms[i] for i in keep],
+        )
+    if training and config.train.consistency_weight > 0:
+        dataset.views = 2  # two SpecAugment views of every utterance (consistency training)
+    return dataset
 
 
 def evaluate(
@@ -290,12 +294,27 @@ def ctc_loss(log_probs: torch.Tensor, out_lens: torch.Tensor, batch: Batch) -> t
     )
 
 
+def consistency_loss(log_probs: torch.Tensor, out_lens: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """CR-CTC's consistency term (Yao et al., 2024) for a batch of two views (batch.views == 2):
+    each view's frame posteriors are pulled toward the other view's, held fixed (KL(sg(q) || p)),
+    summed over frames and both directions and divided by the batch's target tokens, the scale
+    of ctc_loss. log_probs (2B, T', V), out_lens (2B,); both views of an utterance have equal lengths.
+    """
+    log_probs = log_probs.float()
+    first, second = log_probs.chunk(2)
+    targets = torch.cat([second, first]).detach()
+    kl = torch.nn.functional.kl_div(log_probs, targets, reduction="none", log_target=True).sum(-1)  # (2B, T')
+    valid = torch.arange(kl.shape[1], device=kl.device)[None, :] < out_lens[:, None]
+    return (kl * valid).sum() / batch.token_lens.sum().clamp(min=1)
+
+
 @dataclass(frozen=True)
 class StepResult:
-    loss: torch.Tensor  # the batch's mean CTC loss (this rank's)
+    loss: torch.Tensor  # the batch's mean CTC loss (this rank's), without the consistency term
     finite: bool  # False: the loss or gradient was not finite on some rank and no update was made
     grad_norm: float = float("nan")  # global gradient norm before clipping
     layer_norms: dict[str, float] = field(default_factory=dict)  # per layer, before clipping
+    consistency: float | None = None  # the consistency term (before its weight) when the batch has two views
 
 
 def optimisation_step(
@@ -308,6 +327,7 @@ def optimisation_step(
     all_true: Callable[[bool], bool] = bool,
     amp_dtype: torch.dtype = torch.bfloat16,
     scaler: torch.amp.GradScaler | None = None,
+    consistency_weight: float = 0.0,
 ) -> StepResult:
     """One update on a batch already on the model's device: forward (autocast to amp_dtype when
     use_amp), CTC loss, backward, per-layer gradient norms, clipping to grad_clip, optimizer step.
@@ -317,18 +337,23 @@ def optimisation_step(
     gradient that is not finite on any rank (`all_true` reduces the flag over ranks) makes no update.
     With a `scaler` (float16 autocast needs one) the loss is scaled before backward and the
     gradients unscaled before their norms are taken; an overflow skips the update and lowers the scale.
+    A batch of two views (batch.views == 2) adds consistency_weight x consistency_loss to the CTC loss.
     """
     device_type = batch.feats.device.type
     with torch.autocast(device_type=device_type, dtype=amp_dtype, enabled=use_amp):
         log_probs, out_lens = (forward or model)(batch.feats, batch.feat_lens)
     loss = ctc_loss(log_probs, out_lens, batch)
+    total, consistency = loss, None
+    if batch.views == 2 and consistency_weight > 0:
+        consistency = consistency_loss(log_probs, out_lens, batch)
+        total = loss + consistency_weight * consistency
     optimizer.zero_grad(set_to_none=True)
-    if not all_true(bool(torch.isfinite(loss))):  # every rank skips a bad step together
+    if not all_true(bool(torch.isfinite(total))):  # every rank skips a bad step together
         return StepResult(loss, finite=False)
     if scaler is None:
-        loss.backward()
+        total.backward()
     else:
-        scaler.scale(loss).backward()
+        scaler.scale(total).backward()
         scaler.unscale_(optimizer)  # true gradients for the norms and the clipping
     layer_norms = layer_grad_norms(model)  # before clipping: the raw gradient flow
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -342,7 +367,8 @@ def optimisation_step(
     else:
         scaler.step(optimizer)
         scaler.update()
-    return StepResult(loss, finite=True, grad_norm=float(grad_norm), layer_norms=layer_norms)
+    return StepResult(loss, finite=True, grad_norm=float(grad_norm), layer_norms=layer_norms,
+                      consistency=None if consistency is None else float(consistency.detach()))
 
 
 @dataclass
@@ -371,6 +397,8 @@ class Trainer:
         tc = config.train
         if tc.keep not in ("best", "last"):
             raise ASRError(f"train.keep must be 'best' or 'last', got {tc.keep!r}")
+        if not tc.consistency_weight >= 0:
+            raise ASRError(f"train.consistency_weight must be 0 (off) or positive, got {tc.consistency_weight}")
         self.config = config
         self.out_dir = Path(tc.out_dir)
         _check_writable(self.out_dir)
@@ -493,7 +521,8 @@ class Trainer:
         started, utts_seen, audio_seen = time.monotonic(), 0, 0.0
         for batch in bar:
             result = optimisation_step(self.model, batch.to(self.device), self.optimizer, tc.grad_clip,
-                                       self.use_amp, self.forward, self.ranks.all_true)
+                                       self.use_amp, self.forward, self.ranks.all_true,
+                                       consistency_weight=tc.consistency_weight)
             if result.finite:
                 self.scheduler.step()  # the schedule counts updates made
                 state.bad_steps = 0
@@ -501,14 +530,16 @@ class Trainer:
                 self.skip_step(batch, epoch)
             state.step += 1
             state.batches_done += 1
-            utts_seen += len(batch.ids)
-            audio_seen += float(batch.feat_lens.sum()) * self.config.features.hop_ms / 1000
+            utts_seen += len(batch.ids) // batch.views
+            audio_seen += float(batch.feat_lens.sum()) / batch.views * self.config.features.hop_ms / 1000
             if result.finite:
                 elapsed = time.monotonic() - started
                 lr = self.scheduler.get_last_lr()[0]
                 mean_loss = self.ranks.mean(result.loss)  # over all ranks: the loss of the global batch
                 bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{lr:.2e}", utt_s=f"{utts_seen / elapsed:.0f}")
-                self.log.log(state.step, epoch, loss=mean_loss, lr=lr, grad_norm=result.grad_norm, **result.layer_norms)
+                extra = {} if result.consistency is None else {"consistency": result.consistency}
+                self.log.log(state.step, epoch, loss=mean_loss, lr=lr, grad_norm=result.grad_norm, **extra,
+                             **result.layer_norms)
                 if self.progress and not on_terminal and state.batches_done % PLAIN_PROGRESS_EVERY == 0:
                     self.say(f"epoch {epoch + 1}/{tc.epochs} batch {state.batches_done}/{self.steps_per_epoch}: "
                              f"loss {mean_loss:.3f} lr {lr:.2e}")

@@ -285,6 +285,23 @@ def test_feature_dataset_draws_one_speed_variant_per_epoch_reproducibly():
         assert dataset[i][1].shape[0] == 10 + k
 
 
+def test_feature_dataset_two_views_are_two_reproducible_specaugment_draws():
+    config = SpecAugmentConfig(freq_masks=2, freq_mask_width=4, time_masks=2, time_mask_width=20)
+    single, *_ = make_dataset(specaugment=config, seed=3)
+    double, *_ = make_dataset(specaugment=config, seed=3)
+    double.views = 2
+    for epoch in (0, 1):
+        single.set_epoch(epoch)
+        double.set_epoch(epoch)
+        for i in range(3):
+            utt_id, views, tokens = double[i]
+            assert views.shape == (2, *single[i][1].shape)
+            assert torch.equal(views[0], single[i][1])  # the first view is what training without views sees
+            assert torch.equal(tokens, single[i][2]) and utt_id == single[i][0]
+            assert torch.equal(double[i][1], views)  # reproducible
+        assert any(not torch.equal(double[i][1][0], double[i][1][1]) for i in range(3))  # other masks
+
+
 # --- collate -----------------------------------------------------------------------------------
 
 
@@ -308,6 +325,19 @@ def test_collate_pads_and_records_lengths():
         assert (batch.tokens[i, len(t) :] == 0).all()
     moved = batch.to("cpu")
     assert torch.equal(moved.feats, batch.feats) and moved.ids == batch.ids
+
+
+def test_collate_of_two_view_items_puts_the_views_one_after_the_other():
+    items = [("a", torch.stack([torch.ones(5, 3), 2 * torch.ones(5, 3)]), torch.tensor([1, 2])),
+             ("b", torch.stack([3 * torch.ones(7, 3), 4 * torch.ones(7, 3)]), torch.tensor([3]))]
+    batch = collate(items)
+    assert batch.views == 2
+    assert batch.ids == ["a", "b", "a", "b"]
+    assert batch.feats.shape == (4, 7, 3)
+    assert batch.feat_lens.tolist() == [5, 7, 5, 7]
+    assert batch.token_lens.tolist() == [2, 1, 2, 1]
+    assert [float(batch.feats[row, 0, 0]) for row in range(4)] == [1.0, 3.0, 2.0, 4.0]
+    assert batch.to("cpu").views == 2 and collate([(i, f[0], t) for i, f, t in items]).views == 1
 
 
 # --- LengthBucketSampler -----------------------------------------------------------------------

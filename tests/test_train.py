@@ -134,6 +134,13 @@ def test_unknown_keep_rule_is_refused_before_training(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_negative_consistency_weight_is_refused_before_training(tmp_path):
+    config = RunConfig(train=TrainConfig(out_dir=str(tmp_path / "run"), consistency_weight=-0.2))
+    with pytest.raises(train_module.ASRError, match="train.consistency_weight must be 0"):
+        train(config, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
 def test_keep_last_saves_the_final_epoch_as_best(tmp_path):
     data = make_tone_experiment(tmp_path)
     best = train(tiny_config(data, tmp_path / "run", epochs=3, keep="last"), progress=False)
@@ -159,6 +166,65 @@ def test_average_of_the_last_epochs_is_saved_and_kept_when_better(tmp_path):
     best = read_checkpoint(run / "best.pt")
     best_is_average = all(torch.equal(best["model"][k], averaged[k]) for k in averaged)
     assert best_is_average == ((averaged_score[0][0], averaged_score[1][0]) < best_epoch)  # ties keep the epoch
+
+
+# --- consistency training (CR-CTC) -------------------------------------------------------------
+
+
+def _two_view_batch(seed: int = 0) -> "Batch":
+    import dataclasses as dc
+
+    one = _random_batch(seed)
+    generator = torch.Generator().manual_seed(seed + 1)
+    other = one.feats + 0.5 * torch.randn(one.feats.shape, generator=generator)  # a second, different view
+    return dc.replace(one, feats=torch.cat([one.feats, other]), feat_lens=one.feat_lens.repeat(2),
+                      tokens=one.tokens.repeat(2, 1), token_lens=one.token_lens.repeat(2), ids=one.ids * 2, views=2)
+
+
+def test_consistency_loss_is_zero_for_equal_views_and_ignores_padding():
+    log_probs = torch.randn(2, 10, 6).log_softmax(-1)
+    same = torch.cat([log_probs, log_probs])  # (2B, T, V): both views agree
+    batch = _two_view_batch()
+    lens = torch.tensor([10, 6, 10, 6])
+    assert float(train_module.consistency_loss(same, lens, batch)) == pytest.approx(0.0, abs=1e-6)
+    other = torch.cat([log_probs, torch.randn(2, 10, 6).log_softmax(-1)])
+    loss = float(train_module.consistency_loss(other, lens, batch))
+    assert loss > 0
+    changed_padding = other.clone()
+    changed_padding[1, 6:] = torch.randn(4, 6).log_softmax(-1)  # beyond utterance 1's 6 frames
+    assert float(train_module.consistency_loss(changed_padding, lens, batch)) == pytest.approx(loss)
+    expected = sum(  # KL(q || p) both ways over the valid frames, per target token
+        (q.exp() * (q - p)).sum() for a, b, n in ((0, 2, 10), (1, 3, 6))
+        for p, q in ((other[a, :n], other[b, :n]), (other[b, :n], other[a, :n]))
+    ) / batch.token_lens.sum()
+    assert loss == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_a_two_view_step_adds_the_weighted_consistency_and_learns():
+    batch = _two_view_batch()
+    plain, weighted = _small_model(), _small_model()
+    results = [train_module.optimisation_step(model, batch, torch.optim.AdamW(model.parameters(), lr=0.01), 5.0,
+                                              consistency_weight=weight)
+               for model, weight in ((plain, 0.0), (weighted, 1.0))]
+    assert results[0].consistency is None and results[1].consistency > 0
+    assert results[0].loss.item() == pytest.approx(results[1].loss.item())  # .loss is the CTC part alone
+    assert any(not torch.equal(a, b) for a, b in zip(plain.parameters(), weighted.parameters()))
+    optimizer = torch.optim.AdamW(weighted.parameters(), lr=0.01)
+    steps = [train_module.optimisation_step(weighted, batch, optimizer, 5.0, consistency_weight=1.0) for _ in range(40)]
+    assert steps[-1].loss.item() < 0.7 * steps[0].loss.item()
+    assert steps[-1].consistency < steps[0].consistency  # the two views' posteriors come together
+
+
+def test_consistency_training_logs_its_term_and_learns(tmp_path):
+    data = make_tone_experiment(tmp_path)
+    config = tiny_config(data, tmp_path / "run", epochs=25, consistency_weight=0.2)
+    config = dataclasses.replace(config, specaugment=SpecAugmentConfig(freq_masks=1, freq_mask_width=4, time_masks=2,
+                                                                       time_mask_width=5))
+    train(config, progress=False)
+    losses, consistency = read_metric(tmp_path / "run", "loss"), read_metric(tmp_path / "run", "consistency")
+    assert len(consistency) == len(losses) and all(c > 0 for c in consistency)  # two views each step
+    assert losses[-1] < 0.1 * losses[0]
+    assert min(read_metric(tmp_path / "run", "dev_wer")) < 1.0
 
 
 # --- float16 autocast with a GradScaler (what a GPU without bf16 would train with) ----------------
