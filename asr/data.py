@@ -167,13 +167,11 @@ class FeatureDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[str, torch.Tensor, torch.Tensor]:
         seed = self.item_seed(index, self.epoch)
         feats = self.features(index, self.variant_index(index, self.epoch), seed)
-        if self.views > 1:
-            views = [feats if self.specaugment is None else spec_augment(feats, self.specaugment, seed=view_seed(seed, v))
-                     for v in range(self.views)]
-            return self.utterances[index].id, torch.stack(views), self.tokens[index]
         if self.specaugment is not None:
-            feats = spec_augment(feats, self.specaugment, seed=seed)
-        return self.utterances[index].id, feats, self.tokens[index]
+            views = [spec_augment(feats, self.specaugment, seed=view_seed(seed, v)) for v in range(self.views)]
+        else:
+            views = [feats] * self.views
+        return self.utterances[index].id, views[0] if self.views == 1 else torch.stack(views), self.tokens[index]
 
     def features(self, index: int, variant: int, seed: int) -> torch.Tensor:
         """Normalised feats (T, F) of utterance `index` in speed variant `variant`."""
