@@ -154,7 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("tune-lm", help="grid-search LM weight and word score on a dev set; save a model that uses them")
     p.add_argument("--model", required=True)
-    p.add_argument("--manifest", required=True, help="dev manifest")
+    p.add_argument("--manifest", required=True, nargs="+",
+                   help="dev manifest; several are pooled, e.g. the clean dev set and degraded copies of it "
+                        "(the grid point with the fewest word errors over all of them wins)")
     p.add_argument("--lm", help="ARPA file (from `asr lm`)")
     p.add_argument("--rnnlm", help="recurrent LM (from `asr lm --type lstm`), alone or with --lm")
     p.add_argument("--rnnlm-weights", type=number_list, default="0.1,0.2,0.3,0.5,0.7,1",
@@ -574,7 +576,7 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
     if not args.lm and not args.rnnlm:
         raise ASRError("asr tune-lm needs --lm (an ARPA n-gram), --rnnlm (a recurrent LM) or both")
     rnnlm = load_lm(args.rnnlm) if args.rnnlm else None
-    utterances = read_manifest(args.manifest)
+    utterances = [u for path in args.manifest for u in read_manifest(path)]
     arpa = None
     if args.lm:
         with open(args.lm, encoding="utf-8") as f:

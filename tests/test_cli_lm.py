@@ -70,6 +70,19 @@ def test_tuned_model_carries_its_lm_and_decodes_with_beam_by_default(model_with_
 
 
 @pytest.mark.an4
+def test_tune_lm_pools_several_dev_manifests(overfit_model, lm_dir, tmp_path):
+    train = overfit_model.parents[1] / "train.jsonl"
+    lines = train.read_text().splitlines()
+    (tmp_path / "one.jsonl").write_text(lines[0] + "\n")
+    result = run_asr("tune-lm", "--model", str(overfit_model), "--manifest", str(train), str(tmp_path / "one.jsonl"),
+                     "--lm", str(lm_dir / "lm.arpa"), "--lexicon", str(lm_dir / "lexicon.txt"),
+                     "--out", str(tmp_path / "tuned.pt"), "--lm-weights", "0.5", "--word-scores", "1")
+    assert result.returncode == 0, result.stderr
+    best = result.stdout.split("best: ")[1]
+    assert f"utts={len(lines) + 1}" in best  # both manifests' utterances scored together
+
+
+@pytest.mark.an4
 def test_subtitles_and_ctm_written_one_file_per_input(model_with_lm, an4_dir, tmp_path):
     wavs = [an4_wav(an4_dir, "an87-fbbh-b"), an4_wav(an4_dir, "an90-fbbh-b")]
     for fmt in ("srt", "vtt", "ctm"):
