@@ -1,4 +1,4 @@
-"""Names of the hardware a run used, for result tables and benchmark records."""
+"""The hardware a run used: names for result tables and benchmark records, and what it can compute fast."""
 
 from __future__ import annotations
 
@@ -22,3 +22,12 @@ def device_description() -> str:
     import torch
 
     return f"GPU: {torch.cuda.get_device_name()}" if torch.cuda.is_available() else f"CPU: {cpu_model()}"
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU computes bf16 in hardware (AMX-BF16 or AVX512-BF16), where bf16 autocast
+    can beat fp32; elsewhere oneDNN emulates it."""
+    import torch
+
+    capabilities = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
+    return bool(capabilities.get("amx_bf16") or capabilities.get("avx512_bf16"))

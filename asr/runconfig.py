@@ -39,7 +39,9 @@ class TrainConfig:
     grad_clip: float = 5.0  # max global gradient norm
     seed: int = 1
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
+    amp: bool = True  # bf16 autocast on CUDA; on the CPU see cpu_amp
+    cpu_amp: bool = False  # bf16 autocast on the CPU too: 1.3x the fp32 throughput on a CPU with AMX (Intel Xeon
+    # 4th generation and later; bench/results/train_throughput_cpu_bf16.json), slower where bf16 is emulated
     threads: int = 0  # CPU threads for torch; 0 = torch's default
     num_workers: int = 0  # DataLoader workers: 0 with cached features; several without
     cache_features: bool = True  # compute features once and hold them in memory (small corpora)

@@ -48,6 +48,7 @@ from asr.decode import greedy_decode
 from asr.distributed import Distributed, setup_distributed
 from asr.errors import ASRError
 from asr.features import Cmvn, FrontEnd
+from asr.machine import cpu_has_fast_bf16
 from asr.manifest import duration_mismatch, read_manifest
 from asr.metrics import ErrorReport, error_rates
 from asr.model import AcousticModel
@@ -447,7 +448,10 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: lr_factor(step, tc.warmup_steps, total_steps, tc.final_lr_ratio)
         )
-        self.use_amp = tc.amp and self.device.type == "cuda"
+        self.use_amp = tc.amp if self.device.type == "cuda" else tc.cpu_amp and self.device.type == "cpu"
+        if self.use_amp and self.device.type == "cpu" and not cpu_has_fast_bf16():
+            self.say("train.cpu_amp: this CPU has no AMX or AVX512-BF16 instructions, so bf16 autocast is "
+                     "emulated and likely slower than fp32 (set train.cpu_amp=false)")
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
 

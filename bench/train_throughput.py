@@ -38,7 +38,7 @@ from report import Report
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "conf" / "an4_blstm.yaml"
-CPU_VARIANTS = ("bucketed", "random", "packed", "compiled", "ceiling", "data", "data_nospecaug")
+CPU_VARIANTS = ("bucketed", "bucketed_bf16", "random", "packed", "compiled", "ceiling", "ceiling_bf16", "data", "data_nospecaug")
 CUDA_VARIANTS = ("cuda_fp32", "cuda_bf16", "cuda_fp16", "cuda_fp32_nocudnn", "cuda_bf16_nocudnn", "cuda_bf16_random",
                  "cuda_fp32_preloaded", "cuda_bf16_preloaded", "cuda_ceiling_fp32", "cuda_ceiling_bf16")
 # cuda_fp16: float16 autocast with a GradScaler; _preloaded: every batch collated onto the GPU before

@@ -279,3 +279,41 @@ def test_a_grad_scaler_overflow_skips_the_update_and_lowers_the_scale():
     assert not result.finite
     assert all(torch.equal(p, before[name]) for name, p in model.named_parameters())
     assert scaler.get_scale() < 3e38
+
+
+# --- bf16 autocast on the CPU (train.cpu_amp; fast on CPUs with AMX) ------------------------------
+
+
+def test_a_cpu_bf16_autocast_step_learns_and_keeps_fp32_weights():
+    model, batch = _small_model(), _random_batch()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model(batch.feats, batch.feat_lens)[0].dtype == torch.bfloat16  # the layers really run in bf16
+    losses = [train_module.optimisation_step(model, batch, optimizer, 5.0, use_amp=True).loss.item() for _ in range(40)]
+    assert losses[-1] < 0.7 * losses[0]
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast computes in bf16, keeps fp32 weights
+
+
+@pytest.mark.parametrize("cpu_amp", [False, True])
+def test_cpu_amp_switches_bf16_autocast_on_for_cpu_training(tmp_path, monkeypatch, cpu_amp):
+    data = make_tone_experiment(tmp_path)
+    seen = []
+    step = train_module.optimisation_step
+
+    def recording_step(model, batch, optimizer, grad_clip, use_amp=False, *args, **kwargs):
+        seen.append(use_amp)
+        return step(model, batch, optimizer, grad_clip, use_amp, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "optimisation_step", recording_step)
+    train(tiny_config(data, tmp_path / "run", epochs=25, cpu_amp=cpu_amp), progress=False)
+    assert seen and set(seen) == {cpu_amp}  # amp (CUDA's switch, on by default) does not turn it on
+    losses = read_metric(tmp_path / "run", "loss")
+    assert losses[-1] < 0.1 * losses[0]
+    assert min(read_metric(tmp_path / "run", "dev_wer")) < 1.0
+
+
+def test_cpu_amp_on_a_cpu_without_bf16_hardware_says_it_is_emulated(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(train_module, "cpu_has_fast_bf16", lambda: False)
+    train(tiny_config(make_tone_experiment(tmp_path), tmp_path / "run", epochs=1, cpu_amp=True), progress=False)
+    captured = capsys.readouterr()
+    assert "train.cpu_amp: this CPU has no AMX or AVX512-BF16" in captured.out + captured.err
