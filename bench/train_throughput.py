@@ -2,11 +2,13 @@
 per wall second and peak memory, for several ways of batching and running the model.
 
     python bench/train_throughput.py [--quick] [--threads 2] [--steps N] [--variants bucketed,packed,...]
-                                     [--model-config conf/librispeech_blstm.yaml] [--workers N]
+                                     [--model-config conf/librispeech_blstm.yaml] [--workers N] [--repeats R]
 
 Each variant runs in a fresh child process (so its peak RSS is its own) on the same cached
 dataset: `warmup` steps on epoch 0's batches, then `steps` timed steps on epoch 1's batches
-(default: the whole epoch). A step is asr.train.optimisation_step, as training runs it: fetch + collate the batch
+(default: the whole epoch); with --repeats R, every variant runs R times, the variants taking turns
+(so a slow spell of a shared machine hits all of them), and each row is the run of median
+throughput, with every run's figure beside it. A step is asr.train.optimisation_step, as training runs it: fetch + collate the batch
 (DataLoader, SpecAugment on), forward, CTC loss, backward, per-layer grad norms, clipping, AdamW.
 
 CPU variants: bucketed (the default LengthBucketSampler, max_frames from the config), random
@@ -158,6 +160,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, help="DataLoader workers for the timed steps (default: the config's "
                         "train.num_workers; a GPU needs several)")
     parser.add_argument("--name", help="results/NAME.json (default: train_throughput[_<model config>])")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each variant, taking turns; the median "
+                        "run is kept (default 1; a shared cloud machine's speed drifts by 10-30 %% between runs)")
     parser.add_argument("--compile-timeout", type=float, default=600, help="give up on torch.compile after this (s)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--cache", help=argparse.SUPPRESS)
@@ -187,7 +191,8 @@ def main() -> None:
         cache = Path(tmp) / "features.pt"
         print("computing features ...", flush=True)
         data = cache_dataset(config, cache, args.quick)
-        rows = [run_variant(v, cache, args) for v in variants]
+        runs = [[run_variant(v, cache, args) for v in variants] for _ in range(max(1, args.repeats))]
+    rows = [median_run([turn[i] for turn in runs]) for i in range(len(variants))]
 
     base = next((r for r in rows if r.get("variant") == "bucketed" and "audio_s_per_s" in r), None)
     for row in rows:
@@ -197,7 +202,7 @@ def main() -> None:
         if args.model_config and "audio_s_per_s" in row and not row["variant"].startswith("data"):
             row["epoch_hours"] = {corpus: round(seconds / row["audio_s_per_s"] / 3600, 2)
                                   for corpus, seconds in LIBRISPEECH_AUDIO_SECONDS.items()}
-    train_cols = ["variant", "device", "audio_s_per_s", "steps_per_s", "speed_vs_bucketed", "of_ceiling", "workers",
+    train_cols = ["variant", "device", "audio_s_per_s", "audio_s_per_s_runs", "steps_per_s", "speed_vs_bucketed", "of_ceiling", "workers",
                   "mean_batch", "padding", "fetch_share", "warmup_s", "peak_rss_mb", "cuda_peak_mb", "error"]
     data_cols = ["variant", "batches_per_s", "audio_s_per_s", "batches", "peak_rss_mb"]
     train_rows = [r for r in rows if not r["variant"].startswith("data")]
@@ -205,7 +210,8 @@ def main() -> None:
     rep.write(
         {"config": str(CONFIG.relative_to(ROOT)), "model_config": args.model_config, "model": dataclasses.asdict(config.model),
          "max_frames": config.train.max_frames, "max_batch_size": config.train.max_batch_size, "data": data,
-         "warmup_steps": args.warmup, "timed_steps": args.steps or "one epoch", "variants": rows},
+         "warmup_steps": args.warmup, "timed_steps": args.steps or "one epoch", "repeats": max(1, args.repeats),
+         "variants": rows},
         tables=[("Training throughput (audio s per wall s)", train_rows, train_cols),
                 ("Data pipeline alone", data_rows, data_cols)],
     )
@@ -401,6 +407,20 @@ def run_steps(stepper: Stepper, dataset, batches, epoch, device, config) -> dict
         totals["padded"] += batch.feats.shape[0] * batch.feats.shape[1]
         totals["audio"] += float(batch.feat_lens.sum()) * hop_s
     return totals
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run of median throughput among one variant's runs (the lower middle of an even count), with
+    every run's audio_s_per_s listed when there are several; a failed run counts only if all failed."""
+    done = [r for r in runs if "audio_s_per_s" in r or "batches_per_s" in r]
+    if not done:
+        return runs[0]
+    key = "audio_s_per_s" if "audio_s_per_s" in done[0] else "batches_per_s"
+    ordered = sorted(done, key=lambda r: r[key])
+    row = dict(ordered[(len(ordered) - 1) // 2])
+    if len(runs) > 1:
+        row[f"{key}_runs"] = [r.get(key) for r in runs]
+    return row
 
 
 def add_ceiling_fraction(row: dict, rows: list[dict]) -> None:

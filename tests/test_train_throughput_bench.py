@@ -48,3 +48,14 @@ def test_the_ceiling_is_one_recurrent_stack_of_the_default_models_shapes(bench):
     assert ceiling.rnn.num_layers == 2 and ceiling.rnn.hidden_size == 16 and ceiling.rnn.input_size == 24
     outputs, lens = ceiling(torch.randn(2, 30, 8), torch.tensor([30, 21]))
     assert outputs.shape == (2, 10, 32) and lens.tolist() == [10, 7]
+
+
+def test_repeated_runs_keep_the_median_run_and_list_every_runs_throughput(bench):
+    runs = [{"variant": "bucketed", "audio_s_per_s": value, "steps": i} for i, value in enumerate([90.0, 120.0, 85.0])]
+    row = bench.median_run(runs)
+    assert row["audio_s_per_s"] == 90.0 and row["steps"] == 0  # the whole median run, not a mix of runs
+    assert row["audio_s_per_s_runs"] == [90.0, 120.0, 85.0]
+    failed = {"variant": "bucketed", "error": "exit 1"}
+    assert bench.median_run([failed, runs[1]])["audio_s_per_s"] == 120.0  # a failed run does not count
+    assert bench.median_run([failed]) == failed
+    assert "audio_s_per_s_runs" not in bench.median_run(runs[:1])  # one run: the row as before
