@@ -16,7 +16,8 @@ CPU variants: bucketed (the default LengthBucketSampler, max_frames from the con
 stack fed with pack_padded_sequence, same sizes), compiled (torch.compile of the default model),
 ceiling (a bare nn.LSTM stack of the same shapes: forward, backward and AdamW on random tensors of
 each batch's shape, no layer norm, CTC or clipping), and the data pipeline alone (batches/s with and
-without SpecAugment). With CUDA: fp32, bf16 autocast and fp16 autocast + GradScaler; cuDNN on vs off;
+without SpecAugment); bucketed_bf16 and ceiling_bf16 run them under bf16 autocast on the CPU
+(train.cpu_amp: fast only on CPUs with AMX). With CUDA: fp32, bf16 autocast and fp16 autocast + GradScaler; cuDNN on vs off;
 bucketed vs random batches; the pipeline in the step vs batches preloaded on the GPU; the ceiling in
 fp32 and bf16, so each row's `of_ceiling` says how close training gets to the bare recurrent stack.
 """
