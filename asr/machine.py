@@ -24,10 +24,21 @@ def device_description() -> str:
     return f"GPU: {torch.cuda.get_device_name()}" if torch.cuda.is_available() else f"CPU: {cpu_model()}"
 
 
-def cpu_has_fast_bf16() -> bool:
-    """True when the CPU computes bf16 in hardware (AMX-BF16 or AVX512-BF16), where bf16 autocast
-    can beat fp32; elsewhere oneDNN emulates it."""
+# The instruction sets that change this project's speed: AVX-512 for fp32 kernels, VNNI for
+# onnxruntime's int8 model, AVX512-BF16 / AMX for bf16 autocast (train.cpu_amp). Two CPUs of one
+# model name can differ in them (cloud hosts), so benchmark records list the ones present.
+SPEED_FEATURES = ("avx2", "avx512_f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def cpu_features() -> list[str]:
+    """Which of SPEED_FEATURES this CPU has (as torch's CPU capability probe reports them)."""
     import torch
 
     capabilities = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
-    return bool(capabilities.get("amx_bf16") or capabilities.get("avx512_bf16"))
+    return [name for name in SPEED_FEATURES if capabilities.get(name)]
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU computes bf16 in hardware (AMX-BF16 or AVX512-BF16), where bf16 autocast
+    can beat fp32; elsewhere oneDNN emulates it."""
+    return bool({"amx_bf16", "avx512_bf16"} & set(cpu_features()))

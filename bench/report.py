@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from asr.atomic import write_text_atomically
-from asr.machine import cpu_model
+from asr.machine import cpu_features, cpu_model
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 BUSY_CPU_SHARE = 0.2  # another process using more than this share of one core counts as load
@@ -70,6 +70,7 @@ def machine() -> dict:
     info = {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
+        "cpu_features": cpu_features(),  # AVX-512, VNNI, bf16/AMX: what makes int8 and bf16 fast here
         "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "platform": platform.platform(),
