@@ -448,11 +448,12 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: lr_factor(step, tc.warmup_steps, total_steps, tc.final_lr_ratio)
         )
-        self.use_amp = tc.amp if self.device.type == "cuda" else tc.cpu_amp and self.device.type == "cpu"
-        if self.use_amp and self.device.type == "cpu" and not cpu_has_fast_bf16():
+        on_cuda = self.device.type == "cuda"  # pick_device gives cuda or cpu
+        self.use_amp = tc.amp if on_cuda else tc.cpu_amp
+        if self.use_amp and not on_cuda and not cpu_has_fast_bf16():
             self.say("train.cpu_amp: this CPU has no AMX or AVX512-BF16 instructions, so bf16 autocast is "
                      "emulated and likely slower than fp32 (set train.cpu_amp=false)")
-        if self.device.type == "cuda":
+        if on_cuda:
             torch.backends.cudnn.benchmark = True
 
         self.state = TrainState()
