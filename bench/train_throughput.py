@@ -187,12 +187,13 @@ def main() -> None:
         parser.error(f"unknown variants {sorted(unknown)}")
     if not torch.cuda.is_available():
         variants = [v for v in variants if Variant.parse(v).device != "cuda"]
+    repeats = max(1, args.repeats)
 
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         cache = Path(tmp) / "features.pt"
         print("computing features ...", flush=True)
         data = cache_dataset(config, cache, args.quick)
-        runs = [[run_variant(v, cache, args) for v in variants] for _ in range(max(1, args.repeats))]
+        runs = [[run_variant(v, cache, args) for v in variants] for _ in range(repeats)]
     rows = [median_run([turn[i] for turn in runs]) for i in range(len(variants))]
 
     base = next((r for r in rows if r.get("variant") == "bucketed" and "audio_s_per_s" in r), None)
@@ -211,7 +212,7 @@ def main() -> None:
     rep.write(
         {"config": str(CONFIG.relative_to(ROOT)), "model_config": args.model_config, "model": dataclasses.asdict(config.model),
          "max_frames": config.train.max_frames, "max_batch_size": config.train.max_batch_size, "data": data,
-         "warmup_steps": args.warmup, "timed_steps": args.steps or "one epoch", "repeats": max(1, args.repeats),
+         "warmup_steps": args.warmup, "timed_steps": args.steps or "one epoch", "repeats": repeats,
          "variants": rows},
         tables=[("Training throughput (audio s per wall s)", train_rows, train_cols),
                 ("Data pipeline alone", data_rows, data_cols)],
