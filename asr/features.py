@@ -29,11 +29,11 @@ from functools import lru_cache
 
 import numpy as np
 import torch
-import torchaudio
 
 from asr.errors import ASRError
 from asr.numpy_features import (  # noqa: F401 (FeatureConfig and the constants are used from here too)
     LOG_FLOOR, LOUD_SHARE, MIN_LEVEL, STREAM_LEVEL_RANGE_DB, STREAM_MIN_LEVEL_FRAMES, FeatureConfig, StreamLevel,
+    analysis_window, mel_filterbank,
 )
 
 @dataclass(frozen=True)
@@ -52,18 +52,25 @@ class SpecAugmentConfig:
 
 
 @lru_cache(maxsize=8)
-def _mel_transform(config: FeatureConfig, center: bool = True) -> torchaudio.transforms.MelSpectrogram:
-    return torchaudio.transforms.MelSpectrogram(
-        sample_rate=config.sample_rate,
-        n_fft=config.n_fft,
-        win_length=config.win_length,
-        hop_length=config.hop_length,
-        f_min=config.f_min,
-        f_max=config.f_max,
-        n_mels=config.n_mels,
-        power=2.0,
-        center=center,
-    )
+def _window_and_filterbank(config: FeatureConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """asr.numpy_features' analysis window (n_fft,) and mel filterbank (n_fft // 2 + 1, n_mels) as tensors."""
+    return torch.from_numpy(analysis_window(config)), torch.from_numpy(mel_filterbank(config))
+
+
+def _frames_log_mel(padded: torch.Tensor, count: int, config: FeatureConfig) -> torch.Tensor:
+    """Log-mel of `count` uncentred frames of `padded` (frame i starts at i * hop): (count, n_mels).
+    The same steps as asr.numpy_features._frames_log_mel (torch.stft's framing, window and power
+    spectrum, torchaudio's HTK filterbank), with the per-frame DC removal when configured."""
+    window, filterbank = _window_and_filterbank(config)
+    hop, n_fft = config.hop_length, config.n_fft
+    with torch.no_grad():
+        frames = padded[: (count - 1) * hop + n_fft].unfold(0, n_fft, hop)  # (count, n_fft)
+        if config.remove_dc:
+            left = (n_fft - config.win_length) // 2
+            frames = frames - frames[:, left:left + config.win_length].mean(dim=1, keepdim=True)
+        spectrum = torch.fft.rfft(frames * window)  # (count, n_fft // 2 + 1)
+        power = spectrum.real ** 2 + spectrum.imag ** 2
+        return (power @ filterbank + LOG_FLOOR).log()
 
 
 def log_mel(samples: np.ndarray | torch.Tensor, config: FeatureConfig) -> torch.Tensor:
@@ -75,9 +82,11 @@ def log_mel(samples: np.ndarray | torch.Tensor, config: FeatureConfig) -> torch.
         feats (T, n_mels) float32 with T = config.num_frames(N).
     """
     wave = torch.as_tensor(samples, dtype=torch.float32)
-    with torch.no_grad():
-        mel = _mel_transform(config)(wave)  # (n_mels, T)
-    return (mel + LOG_FLOOR).log().transpose(0, 1).contiguous()
+    pad = config.n_fft // 2
+    if wave.numel() <= pad:
+        raise ASRError(f"signal too short for features ({wave.numel()} samples; more than {pad} needed)")
+    padded = torch.nn.functional.pad(wave[None, None], (pad, pad), mode="reflect")[0, 0]
+    return _frames_log_mel(padded, config.num_frames(wave.numel()), config)
 
 
 class StreamingLogMel:
@@ -116,11 +125,9 @@ class StreamingLogMel:
         count = (self.buffer.numel() - n_fft) // hop + 1 if self.buffer.numel() >= n_fft else 0
         if count <= 0:
             return self._empty()
-        used = self.buffer[: (count - 1) * hop + n_fft]
-        with torch.no_grad():
-            mel = _mel_transform(self.config, center=False)(used)  # (n_mels, count)
+        feats = _frames_log_mel(self.buffer, count, self.config)
         self.buffer = self.buffer[count * hop :]
-        return (mel + LOG_FLOOR).log().transpose(0, 1).contiguous()
+        return feats
 
     def _empty(self) -> torch.Tensor:
         return torch.zeros(0, self.config.n_mels)

@@ -43,6 +43,7 @@ class FeatureConfig:
     f_max: float | None = None  # None: sample_rate / 2
     level_norm: bool = False  # divide mel power by the utterance's speech level (gain invariance)
     level_floor_db: float = -55.0  # with level_norm: a floor this far below the level, added to every bin
+    remove_dc: bool = False  # subtract each frame's mean before the window (Kaldi's remove_dc_offset)
 
     @property
     def win_length(self) -> int:
@@ -108,6 +109,9 @@ def _frames_log_mel(padded: np.ndarray, count: int, config: FeatureConfig) -> np
     """Log-mel of `count` uncentred frames of `padded` (frame i starts at i * hop): (count, n_mels)."""
     hop, n_fft = config.hop_length, config.n_fft
     frames = np.lib.stride_tricks.sliding_window_view(padded[: (count - 1) * hop + n_fft], n_fft)[::hop]
+    if config.remove_dc:  # the mean over the window's support: a DC offset would otherwise fill the lowest bins
+        left = (n_fft - config.win_length) // 2
+        frames = frames - frames[:, left:left + config.win_length].mean(axis=1, keepdims=True)
     spectrum = np.fft.rfft(frames * analysis_window(config), axis=1)  # (count, n_fft // 2 + 1)
     power = (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32)
     return np.log(power @ mel_filterbank(config) + np.float32(LOG_FLOOR))

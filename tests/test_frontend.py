@@ -128,3 +128,40 @@ def test_input_below_the_model_rate_gets_a_note_not_an_error(untrained_model, tm
     assert (f"asr: note: {tmp_path / 'phone.wav'}: sample rate 8000 Hz is below the model's 16000 Hz"
             in result.stderr)
     assert result.stdout.startswith(str(tmp_path / "phone.wav"))
+
+
+DC_REMOVED = FeatureConfig(level_norm=True, remove_dc=True)
+
+
+@pytest.mark.parametrize("offset", [0.1, 0.3, -0.5])
+def test_with_dc_removal_an_offset_changes_the_features_by_almost_nothing(offset):
+    samples = speech_like()
+    clean = FrontEnd(DC_REMOVED)(samples)
+    shifted = FrontEnd(DC_REMOVED)(samples + np.float32(offset))
+    # what is left is the offset's leakage through the window's side lobes: far below speech
+    assert (shifted - clean).abs().mean() < 0.05
+    without = FrontEnd(LEVEL)(samples + np.float32(offset)) - FrontEnd(LEVEL)(samples)
+    assert without.abs().mean() > 0.5  # the offset fills the lowest bins and moves the level without it
+
+
+def test_dc_removal_is_the_same_in_torch_numpy_and_streamed_features():
+    from asr.numpy_features import NumpyFrontEnd
+
+    samples = speech_like() * np.float32(0.5) + np.float32(0.3)
+    cmvn = Cmvn(mean=(0.0,) * 80, std=(1.0,) * 80)
+    torch_feats = FrontEnd(DC_REMOVED, cmvn)(samples)
+    numpy_feats = NumpyFrontEnd(DC_REMOVED, cmvn.mean, cmvn.std)(samples)
+    np.testing.assert_allclose(torch_feats.numpy(), numpy_feats, atol=2e-3)
+    blocks = np.array_split(samples, 7)
+    whole = log_mel(samples, DC_REMOVED)
+    from asr.features import StreamingLogMel
+
+    stream = StreamingLogMel(DC_REMOVED)
+    streamed = torch.cat([stream.push(b) for b in blocks] + [stream.finish()])
+    torch.testing.assert_close(streamed, whole, atol=1e-4, rtol=0)
+
+
+def test_an_old_config_without_the_field_keeps_its_features():
+    samples = speech_like() + np.float32(0.05)
+    assert not FeatureConfig().remove_dc  # checkpoints written before the option decode as trained
+    assert not torch.allclose(log_mel(samples, FeatureConfig()), log_mel(samples, FeatureConfig(remove_dc=True)))
