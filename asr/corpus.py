@@ -4,8 +4,9 @@ checked the way Kaldi's validate_data_dir.sh checks a data directory, turned int
 Sources:
     Kaldi/ESPnet data directory: `wav.scp` (`<recording> <path>`), `text` (`<utt> <words...>`),
         optional `segments` (`<utt> <recording> <start s> <end s>`, end -1 = to the end of the file)
-        and `utt2spk` (`<utt> <speaker>`). Relative paths are taken from the current folder (as Kaldi
-        does), else from the data directory. Pipe entries (`sox ... - |`) and archive offsets
+        and `utt2spk` (`<utt> <speaker>`). Relative paths are taken from `audio_root` when given, else
+        from the current folder (as Kaldi does), else from the data directory, else from the folder
+        above it (a corpus root, as releases such as speechocean762 ship them). Pipe entries (`sox ... - |`) and archive offsets
         (`foo.ark:123`) are refused with a message saying how to convert them.
     Table (.csv, .tsv, .jsonl): one utterance per row/line with an audio path and a transcript;
         optional id, speaker, duration, and offset (s) for an utterance cut from a longer file.
@@ -96,6 +97,7 @@ class CheckConfig:
     min_duration: float = MIN_DURATION
     max_duration: float = MAX_DURATION
     max_chars_per_second: float = MAX_CHARS_PER_SECOND
+    audio_root: Path | None = None  # relative wav.scp paths are taken from here (default: see the module docstring)
 
 
 def read_corpus(source: str | os.PathLike, check: CheckConfig = CheckConfig()) -> Corpus:
@@ -174,15 +176,28 @@ def _read_kaldi_file(path: Path, problems: list[Problem], min_fields: int, max_f
     return entries
 
 
-def _resolve(path: str, base: Path) -> Path:
-    """A Kaldi path: absolute, else from the current folder, else from `base` (the data directory)."""
+def _resolve(path: str, bases: Sequence[Path]) -> Path | None:
+    """A Kaldi path: absolute, else the first of `bases` it exists under; None when it is under none."""
     candidate = Path(path)
-    if candidate.is_absolute() or candidate.exists():
+    if candidate.is_absolute():
         return candidate
-    return base / candidate
+    for base in bases:
+        try:
+            if (base / candidate).exists():
+                return Path(os.path.abspath(base / candidate))  # manifests are read from elsewhere
+        except OSError:  # a name too long for the file system is not there
+            continue
+    return None
 
 
-def _recording_path(value: str, where: str, base: Path) -> tuple[Path | None, Problem | None]:
+def _search_folders(folder: Path, check: CheckConfig) -> list[Path]:
+    """Where a data directory's relative audio paths are looked for, in order (see the module docstring)."""
+    if check.audio_root is not None:
+        return [check.audio_root]
+    return [Path.cwd(), folder, folder.parent]
+
+
+def _recording_path(value: str, where: str, bases: Sequence[Path]) -> tuple[Path | None, Problem | None]:
     """The audio file of a wav.scp value, or the problem with it."""
     if value.rstrip().endswith("|"):
         return None, Problem(where, "a command (pipe entry ending in '|'), not a file: run the command once to write "
@@ -195,7 +210,12 @@ def _recording_path(value: str, where: str, base: Path) -> tuple[Path | None, Pr
     if ".ark:" in path or path.endswith(".ark"):
         return None, Problem(where, "a Kaldi archive entry (ark:offset), not an audio file: dump the audio to "
                              "WAV files first (e.g. wav-copy ark:... to one file per recording)")
-    return _resolve(path, base), None
+    resolved = _resolve(path, bases)
+    if resolved is None:
+        tried = ", ".join(str(b) for b in bases)
+        hint = "" if len(bases) == 1 else "; name the folder they are relative to with --audio-root"
+        return None, Problem(where, f"{path}: no such file (looked in {tried}{hint})")
+    return resolved, None
 
 
 def _read_data_dir(folder: Path, check: CheckConfig) -> Corpus:
@@ -208,9 +228,10 @@ def _read_data_dir(folder: Path, check: CheckConfig) -> Corpus:
     problems = corpus.problems
     recordings_raw = _read_kaldi_file(wav_scp, problems, 1, rest_is_one=True)
     recordings: dict[str, tuple[Path, float, int]] = {}  # id -> (path, seconds, line)
+    bases = _search_folders(folder, check)
     for rec_id, entry in recordings_raw.items():
         where = f"{wav_scp}:{entry.line}"
-        path, problem = _recording_path(entry.fields[0], where, folder)
+        path, problem = _recording_path(entry.fields[0], where, bases)
         if problem is None:
             seconds, problem = _audio_seconds(path, where)
         if problem is not None:
@@ -530,3 +551,30 @@ def split_by_speaker(utterances: Sequence[Utterance], dev_fraction: float, seed:
     dev = [u for i, u in enumerate(utterances) if i in dev_indices]
     unit = "speaker(s)" if note == "speaker-disjoint" else "utterance(s)"
     return train, dev, f"{held} {unit} held out for dev ({len(dev)} utterances, {note})"
+
+
+def mix_corpora(parts: Sequence[tuple[Sequence[Utterance], float]], seed: int = 0) -> list[Utterance]:
+    """One training set from several corpora, each weighted: an utterance of a corpus with weight w
+    appears floor(w) times, and once more with probability frac(w) (drawn with `seed`); a weight
+    under 1 subsamples the corpus. Copies get ids `<id>~2`, `<id>~3`, ... (ids stay unique; the
+    audio and text are the same, and augmentation makes each copy sound different).
+    Raises ASRError for a negative or non-finite weight or an id found in two corpora."""
+    rng = random.Random(seed)
+    seen: set[str] = set()
+    mixed: list[Utterance] = []
+    for number, (utterances, weight) in enumerate(parts, start=1):
+        if not math.isfinite(weight) or weight < 0:
+            raise ASRError(f"corpus {number}: weight must be a finite number >= 0, got {weight!r}")
+        for utt in utterances:
+            if utt.id in seen:
+                raise ASRError(f"utterance id {utt.id!r} is in two of the corpora being mixed: give them distinct ids")
+            seen.add(utt.id)
+            copies = math.floor(weight) + (1 if rng.random() < weight - math.floor(weight) else 0)
+            mixed.extend(utt if copy == 1 else replace(utt, id=f"{utt.id}~{copy}") for copy in range(1, copies + 1))
+    return mixed
+
+
+def shared_speakers(first: Sequence[Utterance], second: Sequence[Utterance]) -> set[str]:
+    """The speakers (non-empty speaker fields) that two sets of utterances have in common: a split
+    meant to be speaker-disjoint (train against dev or test) must give the empty set."""
+    return {u.speaker for u in first if u.speaker} & {u.speaker for u in second if u.speaker}

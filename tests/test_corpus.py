@@ -10,7 +10,10 @@ import pytest
 import soundfile as sf
 
 from asr.audio import read_segment
-from asr.corpus import CheckConfig, CorpusError, cut_segments, read_corpus, split_by_speaker
+from asr.corpus import (
+    CheckConfig, CorpusError, cut_segments, mix_corpora, read_corpus, shared_speakers, split_by_speaker,
+)
+from asr.errors import ASRError
 from asr.manifest import Utterance, read_manifest
 from asr.text import build_vocab
 
@@ -206,3 +209,73 @@ def test_split_by_speaker_holds_out_whole_speakers():
     one = [Utterance(f"u{n}", "x.wav", 1.0, "A", "") for n in range(10)]
     train, dev, note = split_by_speaker(one, 0.3)
     assert len(dev) == 3 and "by utterance" in note
+
+
+def corpus_root_layout(root: Path) -> Path:
+    """A release laid out as speechocean762 ships it: <root>/WAVE/<spk>/<utt>.wav and data dirs in
+    <root>/train whose wav.scp paths are relative to <root>."""
+    (root / "WAVE" / "s1").mkdir(parents=True)
+    write_tone(root / "WAVE" / "s1" / "u1.wav", seconds=1.0)
+    write_tone(root / "WAVE" / "s1" / "u2.wav", seconds=1.2)
+    train = root / "train"
+    train.mkdir()
+    write_lines(train / "wav.scp", ["u1 WAVE/s1/u1.wav", "u2 WAVE/s1/u2.wav", "u3 WAVE/s1/missing.wav"])
+    write_lines(train / "text", ["u1 ONE", "u2 TWO", "u3 THREE"])
+    write_lines(train / "utt2spk", ["u1 s1", "u2 s1", "u3 s1"])
+    return train
+
+
+def test_wav_scp_paths_relative_to_the_corpus_root_resolve_from_any_folder(tmp_path, monkeypatch):
+    train = corpus_root_layout(tmp_path / "release")
+    monkeypatch.chdir(tmp_path)  # elsewhere: neither the data dir nor the root
+    corpus = read_corpus(train)
+    assert [u.id for u in corpus.utterances] == ["u1", "u2"]
+    assert all(Path(u.audio).is_absolute() and Path(u.audio).is_file() for u in corpus.utterances)
+    [problem] = corpus.problems  # the file that is really missing keeps its own line
+    assert problem.where == f"{train / 'wav.scp'}:3" and "WAVE/s1/missing.wav: no such file" in problem.message
+    assert "--audio-root" in problem.message
+
+
+def test_an_audio_root_names_where_relative_paths_are(tmp_path, monkeypatch):
+    train = corpus_root_layout(tmp_path / "release")
+    moved = tmp_path / "data_copy"
+    train.rename(moved)  # the data dir away from its audio: only --audio-root finds it
+    monkeypatch.chdir(tmp_path)
+    assert not read_corpus(moved).utterances
+    corpus = read_corpus(moved, CheckConfig(audio_root=tmp_path / "release"))
+    assert [u.id for u in corpus.utterances] == ["u1", "u2"]
+    result = run_asr("data", "validate", str(moved), "--audio-root", str(tmp_path / "release"), cwd=tmp_path)
+    assert "2 usable utterances" in result.stdout and "missing.wav: no such file" in result.stderr
+
+
+def test_mixing_corpora_repeats_by_weight_with_unique_ids():
+    a = [Utterance(f"a{i}", f"/a{i}.wav", 1.0, "A", "sa") for i in range(10)]
+    b = [Utterance(f"b{i}", f"/b{i}.wav", 2.0, "B", "sb") for i in range(200)]
+    mixed = mix_corpora([(a, 2), (b, 0.5)], seed=3)
+    ids = [u.id for u in mixed]
+    assert len(ids) == len(set(ids))
+    assert sum(u.id.startswith("a") for u in mixed) == 20 and "a3~2" in ids
+    assert 70 < sum(u.id.startswith("b") for u in mixed) < 130  # about half
+    assert mixed == mix_corpora([(a, 2), (b, 0.5)], seed=3)  # reproducible
+    assert {u.audio for u in mixed if u.id.startswith("a3")} == {"/a3.wav"}
+    with pytest.raises(ASRError, match="in two of the corpora"):
+        mix_corpora([(a, 1), (a[:1], 1)])
+    with pytest.raises(ASRError, match="weight"):
+        mix_corpora([(a, float("nan"))])
+
+
+def test_mix_command_reads_weights_after_a_colon(tmp_path):
+    for name, count in (("x", 3), ("y", 2)):
+        rows = [json.dumps({"id": f"{name}{i}", "audio": f"/{name}{i}.wav", "duration": 1.0, "text": "HI"})
+                for i in range(count)]
+        write_lines(tmp_path / f"{name}.jsonl", rows)
+    result = run_asr("data", "mix", f"{tmp_path / 'x.jsonl'}:2", str(tmp_path / "y.jsonl"), "--out",
+                     str(tmp_path / "mixed.jsonl"))
+    assert result.returncode == 0, result.stderr
+    assert len(read_manifest(tmp_path / "mixed.jsonl", check_audio=False)) == 8
+
+
+def test_shared_speakers_finds_a_leak_between_splits():
+    train = [Utterance("1", "/1.wav", 1.0, "A", "s1"), Utterance("2", "/2.wav", 1.0, "A", "s2")]
+    assert shared_speakers(train, [Utterance("3", "/3.wav", 1.0, "A", "s3")]) == set()
+    assert shared_speakers(train, [Utterance("4", "/4.wav", 1.0, "A", "s2")]) == {"s2"}
