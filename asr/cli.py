@@ -218,8 +218,16 @@ def _add_data_commands(commands) -> None:
         p.add_argument("--text", choices=["normalise", "keep"], default="normalise",
                        help="normalise: upper-case English letters, digits, apostrophes (asr.text); keep: as written "
                        "(other languages), whitespace collapsed (default: normalise)")
+        p.add_argument("--audio-root", help="a data directory's relative wav.scp paths are taken from this folder "
+                       "(default: the current folder, else the data directory, else the folder above it)")
         p.add_argument("--min-duration", type=float, default=0.1, help="seconds (default: 0.1)")
         p.add_argument("--max-duration", type=float, default=60.0, help="seconds (default: 60)")
+    p = data.add_parser("mix", help="one training manifest from several, each with a weight (copies per utterance)")
+    p.add_argument("manifests", nargs="+", metavar="MANIFEST[:WEIGHT]",
+                   help="a manifest, optionally with its weight after a colon (default 1): train_a.jsonl:2 "
+                        "repeats every utterance of train_a twice, :0.5 keeps half of them")
+    p.add_argument("--out", required=True, help="the mixed manifest to write")
+    p.add_argument("--seed", type=int, default=0, help="draws for fractional weights (default 0)")
     p = data.add_parser("split", help="hold out whole speakers of a manifest as a dev set")
     p.add_argument("manifest")
     p.add_argument("--dev-fraction", type=float, default=0.1, help="at least this share of utterances (default 0.1)")
@@ -245,6 +253,8 @@ def _add_plot_commands(commands) -> None:
 def cmd_data(args: argparse.Namespace) -> int:
     from asr import corpus as c
 
+    if args.data_command == "mix":
+        return _mix_manifests(args)
     if args.data_command == "split":
         from asr.manifest import read_manifest, write_manifest
 
@@ -265,7 +275,8 @@ def cmd_data(args: argparse.Namespace) -> int:
 
             alphabet = Vocab.load(args.vocab).alphabet
     check = c.CheckConfig(text=args.text, alphabet=alphabet, min_duration=args.min_duration,
-                          max_duration=args.max_duration)
+                          max_duration=args.max_duration,
+                          audio_root=Path(args.audio_root) if args.audio_root else None)
     corpus = c.read_corpus(args.source, check)
     for problem in corpus.problems:
         print(f"asr: {'error' if problem.dropped else 'warning'}: {problem}", file=sys.stderr)
@@ -290,6 +301,27 @@ def cmd_data(args: argparse.Namespace) -> int:
     write_manifest(args.out, utterances)
     cut = f", {len(corpus.segments)} cut from longer recordings into {wav_dir}" if corpus.segments else ""
     print(f"{summary}; wrote {args.out}{cut}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _mix_manifests(args: argparse.Namespace) -> int:
+    from asr.corpus import mix_corpora
+    from asr.manifest import read_manifest, write_manifest
+
+    parts = []
+    for spec in args.manifests:
+        path, weight = spec, 1.0
+        head, colon, tail = spec.rpartition(":")
+        if colon and head:
+            try:
+                path, weight = head, float(tail)
+            except ValueError:
+                pass  # a colon that is part of the path
+        parts.append((read_manifest(path, check_audio=False), weight))
+    mixed = mix_corpora(parts, args.seed)
+    write_manifest(args.out, mixed)
+    hours = sum(u.duration for u in mixed) / 3600
+    print(f"{args.out}: {len(mixed)} utterances ({hours:.2f} h) from {len(parts)} manifest(s)", file=sys.stderr)
     return EXIT_OK
 
 
