@@ -29,7 +29,11 @@ dataset v0.01 (P. Warden, 2018, arXiv:1804.03209), CC BY 4.0, unchanged; see
 
 Each model is scored with its own default decoding and with greedy decoding (--decoders);
 --pocketsphinx adds CMU pocketsphinx 5 (its en-us acoustic model with AN4's own unigram LM and
-dictionary, etc/an4.lm and etc/an4.dic) when it is installed. Writes results/robustness.json
+dictionary, etc/an4.lm and etc/an4.dic) when it is installed; --pocketsphinx-en-us adds it with its
+own general US-English 3-gram and CMU dictionary (the peer for general English).
+--extra-split NAME=MANIFEST[:N] scores another corpus's utterances too (e.g.
+so762_test=exp/english/data/test_so762.jsonl:500: N utterances spread evenly over the manifest,
+every speaker kept); its degraded copies are made the same way (babble from AN4 training speakers). Writes results/robustness.json
 (a subset of splits or conditions: results/robustness_partial.json; --quick: 10 utterances per
 split, results/robustness_quick.json) and prints the WER table and the decode time per condition.
 """
@@ -352,19 +356,21 @@ def normalise_pocketsphinx(text: str) -> str:
 
 
 class Pocketsphinx:
-    """CMU pocketsphinx 5: its default en-us acoustic model, AN4's unigram LM and dictionary.
+    """CMU pocketsphinx 5: its default en-us acoustic model, with AN4's unigram LM and dictionary
+    (an4_dir given) or its own general US-English 3-gram and CMU dictionary (an4_dir None).
 
     fwdflat (the second, flat-lexicon search pass) is off: 1.6x faster, the same WER on AN4 test.
     """
 
-    label = "pocketsphinx"
-
-    def __init__(self, an4_dir: Path) -> None:
+    def __init__(self, an4_dir: Path | None) -> None:
         from pocketsphinx import Config, Decoder, get_model_path
 
-        etc = an4_dir / "etc"
-        config = Config(hmm=os.path.join(get_model_path(), "en-us", "en-us"), lm=str(etc / "an4.lm"),
-                        dict=str(etc / "an4.dic"), logfn=os.devnull, fwdflat=False)
+        models = Path(get_model_path()) / "en-us"
+        if an4_dir is None:
+            lm, dictionary, self.label = models / "en-us.lm.bin", models / "cmudict-en-us.dict", "pocketsphinx en-us"
+        else:
+            lm, dictionary, self.label = an4_dir / "etc" / "an4.lm", an4_dir / "etc" / "an4.dic", POCKETSPHINX_AN4
+        config = Config(hmm=str(models / "en-us"), lm=str(lm), dict=str(dictionary), logfn=os.devnull, fwdflat=False)
         self.decoder = Decoder(config)
 
     def transcribe(self, path: str) -> str:
@@ -376,6 +382,9 @@ class Pocketsphinx:
         self.decoder.end_utt()
         hypothesis = self.decoder.hyp()
         return normalise_pocketsphinx(hypothesis.hypstr) if hypothesis else ""
+
+
+POCKETSPHINX_AN4 = "pocketsphinx"  # the label of the AN4-LM row (earlier result files use it)
 
 
 def score(refs: Sequence[str], hyps: Sequence[str]) -> dict:
@@ -406,6 +415,9 @@ def add_copy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--noise-dir", type=Path, default=SHARED_DATA / "noise")
     parser.add_argument("--cache", type=Path, default=Path("exp/robustness/audio"))
     parser.add_argument("--splits", default="dev,test")
+    parser.add_argument("--extra-split", action="append", default=[], metavar="NAME=MANIFEST[:N]",
+                        help="also score this manifest's utterances (N: spread evenly over it), e.g. "
+                             "so762_test=exp/english/data/test_so762.jsonl:500")
     parser.add_argument("--conditions", default=",".join(CONDITIONS))
 
 
@@ -420,8 +432,28 @@ def copy_sources(args: argparse.Namespace, rep, splits: Sequence[str], condition
     corpus = an4_splits(args.an4_dir, args.data_dir)
     evaluated = {s: sorted(corpus[s], key=lambda u: u.id)[:QUICK_UTTERANCES] if args.quick else corpus[s]
                  for s in splits}
+    for name, utterances in extra_splits(args.extra_split).items():
+        evaluated[name] = utterances[:QUICK_UTTERANCES] if args.quick else utterances
     noises = load_real_noises(args.noise_dir) if "real_noise_10dB" in conditions else []
-    return cache, evaluated, Degrader(babble_pool(corpus, splits), noises)
+    an4_only = [s for s in splits if s in corpus]
+    return cache, evaluated, Degrader(babble_pool(corpus, an4_only), noises)
+
+
+def extra_splits(specs: Sequence[str]) -> dict[str, list[Utterance]]:
+    """--extra-split NAME=MANIFEST[:N] -> {NAME: utterances}; with N, N of them spread evenly (every
+    len/N-th in the manifest's order, so every speaker of a speaker-sorted manifest stays)."""
+    splits = {}
+    for spec in specs:
+        name, _, rest = spec.partition("=")
+        path, _, count = rest.partition(":")
+        if not name or not path or (count and not count.isdigit()):
+            raise SystemExit(f"robustness.py: --extra-split {spec!r}: expected NAME=MANIFEST[:N]")
+        utterances = read_manifest(path)
+        if count and int(count) < len(utterances):
+            step = len(utterances) / int(count)
+            utterances = [utterances[int(i * step)] for i in range(int(count))]
+        splits[name] = utterances
+    return splits
 
 
 def main() -> None:
@@ -429,7 +461,9 @@ def main() -> None:
     add_copy_arguments(parser)
     parser.add_argument("--model", type=Path, action="append", help=f"repeatable (default {DEFAULT_MODEL.relative_to(ROOT)})")
     parser.add_argument("--decoders", default="default,greedy")
-    parser.add_argument("--pocketsphinx", action="store_true", help="also score pocketsphinx (if installed)")
+    parser.add_argument("--pocketsphinx", action="store_true", help="also score pocketsphinx with AN4's LM (if installed)")
+    parser.add_argument("--pocketsphinx-en-us", action="store_true",
+                        help="also score pocketsphinx with its own general US-English LM and dictionary")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK_UTTERANCES} utterances per split")
@@ -441,7 +475,7 @@ def main() -> None:
     from report import Report
 
     torch.set_num_threads(args.threads)
-    splits_wanted = parse_list(args.splits, ("dev", "test"), "split")
+    splits_wanted = parse_list(args.splits, ("dev", "test"), "split") + list(extra_splits(args.extra_split))
     conditions = parse_list(args.conditions, CONDITIONS, "condition")
     partial_run = len(splits_wanted) < 2 or len(conditions) < len(CONDITIONS)
     rep = Report(f"{args.name}_partial" if partial_run else args.name, quick=args.quick)  # a subset never overwrites the full table
@@ -466,10 +500,12 @@ def main() -> None:
         for label, transcriber in model_decoders(model, decoders, args.device, args.threads):
             transcribe_all(transcriber, [u.audio for u in evaluated[splits_wanted[0]][:BATCH_SIZE]])  # warm-up
             systems.append((label, partial(transcribe_all, transcriber)))
-    if args.pocketsphinx:
+    for wanted, an4_dir in ((args.pocketsphinx, args.an4_dir), (args.pocketsphinx_en_us, None)):
+        if not wanted:
+            continue
         try:
-            sphinx = Pocketsphinx(args.an4_dir)  # its LM and dictionary come from the corpus
-            systems.append((Pocketsphinx.label, lambda paths: [sphinx.transcribe(p) for p in paths]))
+            sphinx = Pocketsphinx(an4_dir)
+            systems.append((sphinx.label, lambda paths, sphinx=sphinx: [sphinx.transcribe(p) for p in paths]))
         except ImportError:
             print("robustness: pocketsphinx is not installed: its row is skipped (pip install pocketsphinx)")
 
@@ -508,7 +544,7 @@ def main() -> None:
 def seed_summary(rows: list[dict], conditions: Sequence[str], splits: Sequence[str]) -> tuple[list[dict], list[str]]:
     """With several models (e.g. seeds of one config): per condition, decoding and split, the mean
     WER % and its range over the models, as 'mean (min-max)'. Empty with fewer than 2 models."""
-    models = [r for r in rows if r["system"] != Pocketsphinx.label]
+    models = [r for r in rows if not r["system"].startswith(POCKETSPHINX_AN4)]
     kinds = sorted({r["system"].rsplit(" ", 1)[1] for r in models})
     columns = [f"{kind} {split}" for kind in kinds for split in splits]
     table = []
