@@ -15,11 +15,13 @@ import time
 
 from pathlib import Path
 
+from asr.bundled import BUNDLED
+
 EXIT_OK, EXIT_ERROR = 0, 1
 WORD_LM_ORDER, PIECE_LM_ORDER = 3, 6  # pieces are shorter than words: a piece LM needs a longer history
-BUNDLED_DIR = Path(__file__).parent / "pretrained" / "an4_blstm"
-BUNDLED_MODEL = BUNDLED_DIR / "onnx"  # the exported form `asr transcribe` runs (no torch); made from model.pt
-BUNDLED_CHECKPOINT = BUNDLED_DIR / "model.pt"  # the PyTorch checkpoint, for training, fine-tuning and export
+BUNDLED_DIR = BUNDLED["an4"].folder  # the bundled AN4 model (asr.bundled has every bundled model by name)
+BUNDLED_MODEL = BUNDLED["an4"].exported  # its exported form (onnxruntime, no torch); made from model.pt
+BUNDLED_CHECKPOINT = BUNDLED["an4"].checkpoint  # its PyTorch checkpoint, for training, fine-tuning and export
 MAX_MISSING_WARNINGS = 5  # `asr score` names this many ids with no hypothesis, one per line, and counts the rest
 
 
@@ -88,9 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.epochs=5")
 
     p = commands.add_parser("transcribe", help="transcribe audio files and directories")
-    p.add_argument("--model", default=str(BUNDLED_MODEL),
-                   help="checkpoint (.pt, run with PyTorch) or exported model folder (`asr export --onnx`, run with "
-                        "onnxruntime, no torch); default: the bundled AN4 model (asr/pretrained/an4_blstm/onnx)")
+    p.add_argument("--model", help="a bundled model's name (`asr models`: english, an4), a checkpoint (.pt, run with "
+                        "PyTorch) or an exported model folder (`asr export --onnx`, run with onnxruntime, no torch); "
+                        "default: the bundled general-English model")
     p.add_argument("paths", nargs="+", metavar="AUDIO", help="audio files or directories (searched recursively)")
     p.add_argument("--format", choices=["text", "jsonl", "srt", "vtt", "ctm"], default="text",
                    help="text: 'path<TAB>transcript' per file; jsonl: one JSON object per file with word timings; "
@@ -104,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decoding(p)
 
     p = commands.add_parser("decode", help="transcribe a manifest to a JSONL hypothesis file")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", help="as for transcribe (default: the bundled general-English model)")
     p.add_argument("--manifest", required=True)
     p.add_argument("--out", required=True, help="output JSONL: {id, text} per utterance")
     p.add_argument("--stats", metavar="PATH", help="also write timing as JSON (audio seconds, seconds, RTF)")
@@ -112,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="utterances run through the model at once (default: 32)")
     _add_device(p)
     _add_decoding(p)
+
+    commands.add_parser("models", help="list the bundled models: what each recognises, its size and test WER")
 
     p = commands.add_parser("score", help="WER/CER of hypotheses against references")
     p.add_argument("--ref", required=True, help="JSONL with id and text, or Kaldi-style 'id words...'")
@@ -352,8 +356,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _transcriber(args: argparse.Namespace):
     """A Transcriber for --model: an exported folder runs on onnxruntime (torch is never imported),
     a checkpoint with PyTorch on --device."""
+    from asr.bundled import resolve_model
     from asr.errors import ASRError
 
+    args.model = resolve_model(args.model)
     changes = {
         key: value
         for key, value in (("decoder", args.decoder), ("beam_size", args.beam_size),
@@ -396,6 +402,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     from asr.transcribe import format_output_file, format_transcript
 
     transcriber = _transcriber(args)
+    _say_what_the_model_covers(args.model)
     failed = 0
     for result in transcriber.transcribe((item.path, item.error) for item in inputs):
         if result.error is not None:
@@ -414,6 +421,31 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     if failed:
         print(f"asr: {failed} of {len(inputs)} input(s) failed", file=sys.stderr)
     return EXIT_ERROR if failed else EXIT_OK
+
+
+def _say_what_the_model_covers(model: str) -> None:
+    """Once per run, on stderr: a bundled limited-vocabulary model says what it can recognise."""
+    from asr.bundled import bundled_by_path
+
+    bundled = bundled_by_path(model)
+    if bundled is not None and bundled.limited:
+        print(f"asr: note: {bundled.covers} (for general English: --model english)", file=sys.stderr, flush=True)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from asr.bundled import BUNDLED, default_model
+
+    default = default_model().name
+    for model in BUNDLED.values():
+        info = model.info()
+        if not model.available:
+            print(f"{model.name}: not installed ({model.exported} is missing)")
+            continue
+        tests = "; ".join(f"{name} WER {wer:.2f} %" for name, wer in info.get("test_wer", {}).items())
+        print(f"{model.name}{' (default)' if model.name == default else ''}: {model.covers}")
+        print(f"    {info.get('vocabulary', '?')}; {model.size_mb():.1f} MB exported ({model.exported})"
+              + (f"; test: {tests}" if tests else ""))
+    return EXIT_OK
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
@@ -725,7 +757,7 @@ COMMANDS = {
     "train": cmd_train, "transcribe": cmd_transcribe, "decode": cmd_decode,
     "score": cmd_score, "vocab": cmd_vocab, "cmvn": cmd_cmvn,
     "lm": cmd_lm, "tune-lm": cmd_tune_lm, "export": cmd_export,
-    "data": cmd_data, "plot": cmd_plot,
+    "data": cmd_data, "plot": cmd_plot, "models": cmd_models,
 }
 
 
