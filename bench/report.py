@@ -29,7 +29,8 @@ BUSY_CPU_SHARE = 0.2  # another process using more than this share of one core c
 
 
 def busy_processes(interval: float = 1.0) -> list[dict]:
-    """Other processes that used more than BUSY_CPU_SHARE of a core over `interval` seconds (Linux)."""
+    """Other processes that used more than BUSY_CPU_SHARE of a core over `interval` seconds (Linux):
+    their program names and shares."""
 
     def cpu_ticks() -> dict[int, tuple[int, str]]:
         ticks = {}
@@ -54,12 +55,8 @@ def busy_processes(interval: float = 1.0) -> list[dict]:
     busy = []
     for pid, (ticks, name) in after.items():
         share = (ticks - before.get(pid, (ticks, name))[0]) / hz / interval
-        if share > BUSY_CPU_SHARE:
-            try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-            except OSError:
-                cmd = name
-            busy.append({"pid": pid, "cpu_share": round(share, 2), "command": cmd[:160]})
+        if share > BUSY_CPU_SHARE:  # the program's name only: command lines hold other people's paths
+            busy.append({"program": name, "cpu_share": round(share, 2)})
     return sorted(busy, key=lambda p: -p["cpu_share"])
 
 
@@ -130,7 +127,7 @@ class Report:
         self.command = shlex.join([Path(sys.executable).name, *sys.argv])
         self.machine = machine()
         if self.machine["shared"]:
-            names = ", ".join(p["command"][:60] for p in self.machine["other_busy_processes"])
+            names = ", ".join(p["program"] for p in self.machine["other_busy_processes"])
             print(f"{name}: warning: other busy processes, timings may be off: {names}", file=sys.stderr)
 
     def write(self, results: dict, tables: Sequence[tuple[str, Sequence[dict], Sequence[str]]] = ()) -> Path:
@@ -140,7 +137,6 @@ class Report:
             "benchmark": self.name,
             "quick": self.stem != self.name,
             "command": self.command,
-            "cwd": os.getcwd(),
             "timestamp": datetime.datetime.fromtimestamp(self.started, datetime.timezone.utc).isoformat(timespec="seconds"),
             "seconds": round(time.time() - self.started, 1),
             "machine": self.machine,
