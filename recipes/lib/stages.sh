@@ -2,7 +2,9 @@
 #   python, config, config_arg, overrides, data (manifests folder), run_dir,
 #   train_split, dev_split, eval_splits (space-separated manifest names in $data),
 #   recipe_command (how the recipe was called, for RESULTS.md)
-# and optionally stats_dir (where vocab, CMVN and LM go; default $data) and train_launcher
+# and optionally stats_dir (where vocab, CMVN and LM go; default $data), score_lm_dir (the n-gram LM +
+# lexicon stage 4 tunes and decodes with; default the training-text LM <units>/lm), lm_description
+# (how that LM was made, for RESULTS.md) and train_launcher
 # (default "$python -m asr"; e.g. "torchrun --nproc_per_node 8 -m asr"), rnnlm_text (a text file,
 # one sentence a line: stage 2 also trains a recurrent word LM on it, stage 4 fuses it with the
 # n-gram, tuned around the n-gram's weights; character models only) and rnnlm_args (extra `asr lm --type lstm` options).
@@ -133,7 +135,7 @@ stage_score() {  # tune LM weights on dev, then greedy / beam / beam + LM on eve
   fi
   if [ ! -f "$run_dir/best_lm.pt" ]; then
     resolve_units
-    local lm_dir=$units_dir/lm lexicon=() tune_words
+    local lm_dir=${score_lm_dir:-$units_dir/lm} lexicon=() tune_words
     [ -f "$lm_dir/lexicon.txt" ] && lexicon=(--lexicon "$lm_dir/lexicon.txt")
     read -r -a tune_words <<< "${tune_args:-}"
     $python -m asr tune-lm --model "$run_dir/best.pt" --manifest "$data/$dev_split.jsonl" \
@@ -168,7 +170,8 @@ d = load_model(sys.argv[1]).decoding; b = d.word_score; print(f'{d.lm_weight:g} 
   done
   # shellcheck disable=SC2086  # eval_splits is a list
   $python "$(dirname "${BASH_SOURCE[0]}")/write_results.py" --run-dir "$run_dir" --config "$config_arg" \
-    --splits $eval_splits --command "$recipe_command" --note "${results_note:-}"
+    --splits $eval_splits --command "$recipe_command" --note "${results_note:-}" \
+    ${lm_description:+--lm-description "$lm_description"}
   cat "$run_dir/RESULTS.md"
   touch "$run_dir/.score.done"
 }

@@ -24,6 +24,7 @@ def main() -> None:
     parser.add_argument("--command", required=True)
     parser.add_argument("--splits", nargs="+", default=["dev", "test"], help="evaluation manifests, in table order")
     parser.add_argument("--note", default="", help="a line to add under the table (e.g. how the model was made)")
+    parser.add_argument("--lm-description", help="how the n-gram LM was made (default: from the training transcripts)")
     args = parser.parse_args()
     run = args.run_dir
 
@@ -56,6 +57,9 @@ def main() -> None:
         units = f"{len(loaded.vocab)} character tokens"
         lm = (f"LM: word {order}-gram (modified Kneser-Ney) from the training transcripts, lexicon of training "
               f"words; lm_weight {tuned.lm_weight:g} and word_score {tuned.word_score:g} chosen on dev by `asr tune-lm`.")
+    if args.lm_description:
+        lm = (f"LM: word {order}-gram, {args.lm_description}; lm_weight {tuned.lm_weight:g} and word_score "
+              f"{tuned.word_score:g} chosen on dev by `asr tune-lm`.")
     cfg = model.config
     lines = [
         f"# {run.parent.name} results: {run.name}",
