@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from asr.atomic import atomic_write
+from asr.audio import AUDIO_EXTENSIONS
 from asr.decode import DecodeConfig, make_decoder
 from asr.errors import ASRError
 from asr.features import Cmvn, FeatureConfig, FrontEnd
@@ -118,7 +119,13 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for corrupt or hostile files
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint ({first_line})") from None
+        what = ""  # a .pt file is a damaged checkpoint; another file may not be meant as a model at all
+        if Path(path).suffix.lower() != ".pt":
+            what = ("; a model is a .pt checkpoint from `asr train` or `asr export`, or a folder from "
+                    "`asr export --onnx`")
+        if Path(path).suffix.lower() in AUDIO_EXTENSIONS:
+            what += " (this is an audio file: give the model after --model and the audio files after the options)"
+        raise CheckpointError(f"{path}: not a readable checkpoint ({first_line}){what}") from None
     if not isinstance(payload, dict) or "format_version" not in payload:
         raise CheckpointError(f"{path}: not a checkpoint written by this toolkit")
     if payload["format_version"] != FORMAT_VERSION:

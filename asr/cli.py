@@ -47,6 +47,25 @@ def positive_float(text: str) -> float:
     return value
 
 
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (weights and scores: nan or inf would silently empty every transcript)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0 (durations)."""
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
 def number_list(text: str) -> list[float]:
     """argparse type: comma-separated finite numbers, e.g. '0,0.5,1' -> [0.0, 0.5, 1.0]."""
     numbers = []
@@ -73,9 +92,9 @@ def _add_decoding(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--beam-size", type=positive_int)
     group.add_argument("--beam-threshold", type=positive_float,
                        help="drop beam hypotheses scoring this much below the best (lower: faster)")
-    group.add_argument("--lm-weight", type=float, help="alpha: LM weight in shallow fusion")
-    group.add_argument("--rnnlm-weight", type=float, help="weight of the recurrent LM in shallow fusion")
-    group.add_argument("--word-score", type=float, help="beta: score added per word")
+    group.add_argument("--lm-weight", type=finite_float, help="alpha: LM weight in shallow fusion")
+    group.add_argument("--rnnlm-weight", type=finite_float, help="weight of the recurrent LM in shallow fusion")
+    group.add_argument("--word-score", type=finite_float, help="beta: score added per word")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("transcribe", help="transcribe audio files and directories")
     p.add_argument("--model", help="a bundled model's name (`asr models`: english, an4), a checkpoint (.pt, run with "
                         "PyTorch) or an exported model folder (`asr export --onnx`, run with onnxruntime, no torch); "
-                        "default: the bundled general-English model")
+                        "default: the bundled general-English model when installed, else an4")
     p.add_argument("paths", nargs="+", metavar="AUDIO", help="audio files or directories (searched recursively)")
     p.add_argument("--format", choices=["text", "jsonl", "srt", "vtt", "ctm"], default="text",
                    help="text: 'path<TAB>transcript' per file; jsonl: one JSON object per file with word timings; "
@@ -106,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decoding(p)
 
     p = commands.add_parser("decode", help="transcribe a manifest to a JSONL hypothesis file")
-    p.add_argument("--model", help="as for transcribe (default: the bundled general-English model)")
+    p.add_argument("--model", help="as for transcribe (default: the general-English model when installed, else an4)")
     p.add_argument("--manifest", required=True)
     p.add_argument("--out", required=True, help="output JSONL: {id, text} per utterance")
     p.add_argument("--stats", metavar="PATH", help="also write timing as JSON (audio seconds, seconds, RTF)")
@@ -206,7 +225,7 @@ def _add_data_commands(commands) -> None:
                                "directory or a CSV/TSV/JSONL table").add_subparsers(dest="data_command", required=True,
                                                                                     metavar="ACTION")
     for name, text in (("validate", "check a corpus the way Kaldi's validate_data_dir.sh does; every problem with "
-                        "its file and line; exit 1 if there is any"),
+                        "its file and line; exit 1 if any utterance is left out (warnings alone exit 0)"),
                        ("import", "check a corpus and write the usable utterances as a manifest (problems are "
                         "reported and their utterances left out)")):
         p = data.add_parser(name, help=text)
@@ -224,8 +243,8 @@ def _add_data_commands(commands) -> None:
                        "(other languages), whitespace collapsed (default: normalise)")
         p.add_argument("--audio-root", help="a data directory's relative wav.scp paths are taken from this folder "
                        "(default: the current folder, else the data directory, else the folder above it)")
-        p.add_argument("--min-duration", type=float, default=0.1, help="seconds (default: 0.1)")
-        p.add_argument("--max-duration", type=float, default=60.0, help="seconds (default: 60)")
+        p.add_argument("--min-duration", type=non_negative_float, default=0.1, help="seconds (default: 0.1)")
+        p.add_argument("--max-duration", type=positive_float, default=60.0, help="seconds (default: 60)")
     p = data.add_parser("mix", help="one training manifest from several, each with a weight (copies per utterance)")
     p.add_argument("manifests", nargs="+", metavar="MANIFEST[:WEIGHT]",
                    help="a manifest, optionally with its weight after a colon (default 1): train_a.jsonl:2 "
@@ -278,19 +297,26 @@ def cmd_data(args: argparse.Namespace) -> int:
             from asr.text import Vocab
 
             alphabet = Vocab.load(args.vocab).alphabet
+    if args.min_duration > args.max_duration:
+        from asr.errors import ASRError
+
+        raise ASRError(f"--min-duration {args.min_duration:g} is above --max-duration {args.max_duration:g}: "
+                       "every utterance would be left out")
     check = c.CheckConfig(text=args.text, alphabet=alphabet, min_duration=args.min_duration,
                           max_duration=args.max_duration,
                           audio_root=Path(args.audio_root) if args.audio_root else None)
     corpus = c.read_corpus(args.source, check)
-    for problem in corpus.problems:
-        print(f"asr: {'error' if problem.dropped else 'warning'}: {problem}", file=sys.stderr)
+    from asr.paths import printable
+
+    for problem in corpus.problems:  # one line each, whatever the file names hold
+        print(f"asr: {'error' if problem.dropped else 'warning'}: {printable(str(problem))}", file=sys.stderr)
     hours = sum(u.duration for u in corpus.utterances) / 3600
-    summary = (f"{args.source}: {len(corpus.utterances)} usable utterances ({hours:.2f} h, "
+    summary = (f"{printable(args.source)}: {len(corpus.utterances)} usable utterances ({hours:.2f} h, "
                f"{len({u.speaker for u in corpus.utterances if u.speaker})} speakers), {len(corpus.problems)} problem(s), "
                f"{corpus.dropped} utterance(s) left out")
     if args.data_command == "validate":
         print(summary)
-        return EXIT_ERROR if corpus.problems or not corpus.utterances else EXIT_OK
+        return EXIT_ERROR if corpus.dropped or not corpus.utterances else EXIT_OK  # warnings alone: 0
     if not corpus.utterances or (args.strict and corpus.problems):
         print(f"{summary}; nothing written", file=sys.stderr)
         return EXIT_ERROR
@@ -390,7 +416,7 @@ def _transcriber(args: argparse.Namespace):
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
     from asr.errors import ASRError
-    from asr.paths import expand_inputs, output_files
+    from asr.paths import expand_inputs, output_files, printable
 
     inputs = expand_inputs(args.paths)  # the command line is checked before torch is imported
     if args.format in ("srt", "vtt") and len(inputs) > 1 and not args.output_dir:
@@ -404,18 +430,22 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     transcriber = _transcriber(args)
     _say_what_the_model_covers(args.model)
     failed = 0
-    for result in transcriber.transcribe((item.path, item.error) for item in inputs):
+    # each result as soon as it is known (not in input order: every line names its file), so
+    # that one long or slow file holds back no other; names printed escaped, one line each
+    for result in transcriber.transcribe(((item.path, item.error) for item in inputs), in_order=False):
         if result.error is not None:
             failed += 1
-            print(f"asr: error: {result.error}", file=sys.stderr, flush=True)
+            print(f"asr: error: {printable(result.error)}", file=sys.stderr, flush=True)
             continue
+        for warning in result.warnings:
+            print(f"asr: warning: {printable(warning)}", file=sys.stderr, flush=True)
         if result.note is not None:
-            print(f"asr: note: {result.note}", file=sys.stderr, flush=True)
+            print(f"asr: note: {printable(result.note)}", file=sys.stderr, flush=True)
         if args.output_dir:
             target = targets[result.audio]
             with open(target, "w", encoding="utf-8") as f:
                 f.write(format_output_file(result, args.format))
-            print(f"{result.audio} -> {target}", file=sys.stderr, flush=True)
+            print(f"{printable(result.audio)} -> {printable(target)}", file=sys.stderr, flush=True)
         elif text := format_transcript(result, args.format):
             print(text, flush=True)
     if failed:
@@ -467,6 +497,8 @@ def cmd_decode(args: argparse.Namespace) -> int:
                 failed += 1
                 print(f"asr: error: {utt.id}: {result.error}", file=sys.stderr)
                 continue
+            for warning in result.warnings:
+                print(f"asr: warning: {utt.id}: {warning}", file=sys.stderr)
             audio_seconds += result.duration
             out.write(json.dumps({"id": utt.id, "text": result.text}, ensure_ascii=False) + "\n")
             mismatch = duration_mismatch(utt.duration, result.duration)
@@ -516,6 +548,7 @@ def _warn_missing(hyp_path: str, missing: list[str]) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    from asr.errors import ASRError
     from asr.manifest import read_transcripts
     from asr.metrics import error_rates
 
@@ -530,6 +563,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     ref_texts, hyp_texts = [refs[i] for i in ids], [hyps.get(i, "") for i in ids]
     report = error_rates(ref_texts, hyp_texts)
     w, c = report.words, report.chars
+    if w.reference_length == 0:  # a rate over no words is not a number (it was "WER inf%", and bare Infinity in --json)
+        raise ASRError(f"{args.ref}: every reference transcript ({len(ids)}) is empty: WER and CER are undefined "
+                       "with no reference words (is this the right file, and its text field filled in?)")
     print(f"WER {100 * report.wer:.2f}%  ({w.errors} errors / {w.reference_length} words: "
           f"S={w.substitutions} D={w.deletions} I={w.insertions})")
     print(f"CER {100 * report.cer:.2f}%  ({c.errors} errors / {c.reference_length} chars: "
@@ -548,7 +584,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             "words": dataclasses.asdict(w), "chars": dataclasses.asdict(c),
         }
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(scores, f, indent=2)
+            json.dump(scores, f, indent=2, allow_nan=False)  # strict JSON: no bare Infinity or NaN
     return EXIT_OK
 
 
@@ -643,8 +679,13 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
     utterances = [u for path in args.manifest for u in read_manifest(path)]
     arpa = None
     if args.lm:
-        with open(args.lm, encoding="utf-8") as f:
-            arpa = f.read()
+        with open(args.lm, "rb") as f:
+            raw = f.read()
+        try:
+            arpa = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ASRError(f"{args.lm}: not an ARPA language model (ARPA is text; this file is not UTF-8 text "
+                           f"at byte {err.start}); make one with `asr lm`") from None
     word_scores = args.word_scores
     if vocab.kind == "bpe" and rnnlm is not None:
         raise ASRError(f"{args.model}: recurrent LMs decode character models only; this one uses BPE pieces")
@@ -770,14 +811,19 @@ def main(argv: list[str] | None = None) -> int:
     except ASRError as err:
         if args.debug:
             raise
+        from asr.paths import printable
+
         lines = str(err).splitlines() or [type(err).__name__]
         for line in lines:
-            print(f"asr: error: {line}", file=sys.stderr)
+            print(f"asr: error: {printable(line)}", file=sys.stderr)
         return EXIT_ERROR
     except OSError as err:  # a file or folder the user named cannot be read or written
         if args.debug:
             raise
-        where = f"{err.filename}: " if err.filename else ""
+        from asr.paths import printable
+
+        name = os.fsdecode(err.filename) if isinstance(err.filename, bytes) else str(err.filename)
+        where = f"{printable(name)}: " if err.filename else ""
         print(f"asr: error: {where}{err.strerror or err}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

@@ -390,25 +390,35 @@ def _read_jsonl(path: Path, check: CheckConfig) -> Corpus:
 
 
 def _read_table(path: Path, check: CheckConfig, delimiter: str) -> Corpus:
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
+    try:  # bytes that are not UTF-8 kept as lone surrogates: in a file name they are its bytes (os.fsencode)
+        with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
             reader = csv.reader(f, delimiter=delimiter)
             lines = [(reader.line_num, row) for row in reader]
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
+    except (OSError, csv.Error) as err:
         raise CorpusError(f"{path}: cannot read as {'CSV' if delimiter == ',' else 'TSV'} ({err})") from None
     lines = [(n, row) for n, row in lines if any(cell.strip() for cell in row)]
     if not lines:
         raise CorpusError(f"{path}: empty table")
     header = [cell.strip().lower() for cell in lines[0][1]]
+    audio_column = _columns(path, header)["audio"]  # a table without audio or text columns fails as a whole
     problems: list[Problem] = []
     rows = []
     for number, row in lines[1:]:
         if len(row) != len(header):
             problems.append(Problem(f"{path}:{number}", f"{len(row)} columns, the header has {len(header)}"))
             continue
-        rows.append((number, dict(zip(header, row))))
-    _columns(path, header)  # a table without audio or text columns fails as a whole
+        record = dict(zip(header, row))
+        not_utf8 = [name for name, cell in record.items() if name != audio_column and _has_undecodable(cell)]
+        if not_utf8:
+            problems.append(Problem(f"{path}:{number}", f"not valid UTF-8 (column {not_utf8[0]!r})"))
+            continue
+        rows.append((number, record))
     return _read_rows(path, rows, problems, check)
+
+
+def _has_undecodable(text: str) -> bool:
+    """Whether text holds a byte that was not UTF-8 (decoded with errors="surrogateescape")."""
+    return any("\udc80" <= char <= "\udcff" for char in text)
 
 
 def _columns(path: Path, names: Sequence[str]) -> dict[str, str]:

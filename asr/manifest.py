@@ -117,10 +117,15 @@ def _field_problems(record: dict) -> str:
 
 
 def write_manifest(path: str | os.PathLike, utterances: Sequence[Utterance]) -> None:
-    """Write utterances as JSONL (atomically: a temp file renamed into place)."""
+    """Write utterances as JSONL (atomically: a temp file renamed into place). An audio path that is
+    not valid UTF-8 (held as lone surrogates) is written in JSON's \\udcNN escapes, which read back
+    to the same file name."""
     with atomic_write(path) as f:
         for utt in utterances:
-            f.write(json.dumps(asdict(utt), ensure_ascii=False) + "\n")
+            line = json.dumps(asdict(utt), ensure_ascii=False)
+            if not line.isprintable():
+                line = json.dumps(asdict(utt))
+            f.write(line + "\n")
 
 
 def read_transcripts(path: str | os.PathLike) -> dict[str, str]:

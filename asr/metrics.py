@@ -101,7 +101,8 @@ def alignment_report(
             by_speaker.setdefault(speakers.get(utt_id, "?"), []).append(index)
         for speaker, indices in sorted(by_speaker.items()):
             sub = error_rates([references[i] for i in indices], [hypotheses[i] for i in indices])
-            lines.append(f"  {speaker:<12} {len(indices):>5} {sub.words.reference_length:>6} {100 * sub.wer:>7.2f}")
+            wer = f"{100 * sub.wer:>7.2f}" if sub.words.reference_length else f"{'-':>7}"  # no words: no rate
+            lines.append(f"  {speaker:<12} {len(indices):>5} {sub.words.reference_length:>6} {wer}")
         lines.append("")
 
     substitutions: Counter[tuple[str, str]] = Counter()

@@ -23,6 +23,7 @@ import numpy as np
 from asr.audio import audio_info, load_audio, stream_audio
 from asr.decode import DecodeConfig, Hypothesis, WordTiming, as_numpy, word_timings
 from asr.errors import ASRError
+from asr.paths import printable
 from asr.text import BLANK_ID
 
 if TYPE_CHECKING:
@@ -49,6 +50,8 @@ class Transcript:
     words: tuple[WordTiming, ...] = ()
     error: str | None = None  # one line naming the file and the problem
     note: str | None = None  # one line worth telling the user (not an error), e.g. a low sample rate
+    warnings: tuple[str, ...] = ()  # lines naming the file and what the reader corrected (asr.audio):
+    # a truncated file, samples far above full scale, channels that cancel in the downmix
 
 
 class Transcriber:
@@ -78,7 +81,8 @@ class Transcriber:
 
     def transcribe_long(self, path: str) -> Transcript:
         """A long file: streamed features, windowed inference with context, then decoding one
-        pause-delimited segment at a time (see split_at_pauses).
+        pause-delimited segment at a time (see split_at_pauses). The reader's warnings (asr.audio)
+        are the Transcript's.
 
         Memory stays bounded by the window and segment sizes (plus the log-probs, ~13 MB per hour).
         """
@@ -92,8 +96,10 @@ class Transcriber:
                 yield samples
 
         frame = config.hop_ms / 1000
+        warnings: list[str] = []
+        blocks = counted(stream_audio(path, config.sample_rate, warnings=warnings))
         log_probs = windowed_log_probs(
-            self.forward, self.loaded.frame_stack, self.front_end.stream(counted(stream_audio(path, config.sample_rate))),
+            self.forward, self.loaded.frame_stack, self.front_end.stream(blocks),
             round(WINDOW_SECONDS / frame), round(CONTEXT_SECONDS / frame),
         )
         duration = num_samples / config.sample_rate
@@ -111,12 +117,13 @@ class Transcriber:
                 frames += [start + f for f in segment.frames]
         hypothesis = Hypothesis(tokens, frames)
         words = word_timings(hypothesis, log_probs, vocab, self.loaded.frame_seconds, duration)
-        return Transcript(path, vocab.decode(hypothesis.tokens), duration, tuple(words))
+        return Transcript(path, vocab.decode(hypothesis.tokens), duration, tuple(words), warnings=tuple(warnings))
 
-    def features(self, path: str) -> tuple:
-        """Normalised log-mel feats (T, F) of one file (the front end's array type) and its duration in seconds."""
+    def features(self, path: str, warnings: list[str] | None = None) -> tuple:
+        """Normalised log-mel feats (T, F) of one file (the front end's array type) and its duration in
+        seconds; what the reader corrected is added to `warnings` (see asr.audio.load_audio)."""
         rate = self.loaded.features.sample_rate
-        samples = load_audio(path, rate)
+        samples = load_audio(path, rate, warnings)
         return self.front_end(samples), len(samples) / rate
 
     def log_probs(self, paths: Sequence[str]) -> list[np.ndarray]:
@@ -151,46 +158,67 @@ class Transcriber:
         return (f"{path}: sample rate {rate} Hz is below the model's {model_rate} Hz (nothing above {rate // 2} Hz, "
                 "e.g. telephone audio); it is upsampled and transcribed")
 
-    def transcribe(self, inputs: Iterable[tuple[str, str | None]]) -> Iterator[Transcript]:
-        """(path, error-or-None) pairs (of asr.paths.expand_inputs' AudioInputs) -> Transcripts, in input order.
+    def transcribe(self, inputs: Iterable[tuple[str, str | None]], in_order: bool = True) -> Iterator[Transcript]:
+        """(path, error-or-None) pairs (of asr.paths.expand_inputs' AudioInputs) -> Transcripts.
 
         Files are read READ_AHEAD batches at a time and batched by length within that group (a
-        padded batch costs its longest file times its size), so results come a group at a time.
+        padded batch costs its longest file times its size); files longer than LONG_AUDIO_SECONDS
+        are streamed after the group's others. in_order: Transcripts in input order, a group at a
+        time. Otherwise each comes as soon as it is known (what `asr transcribe` prints): a file
+        that cannot be read at once, the others a batch at a time (in input order within it), each
+        long file when it is done; so no file holds back the output of the others.
         """
         group: list[tuple[str, str | None]] = []
         for item in inputs:
             group.append(item)
             if len(group) == self.batch_size * READ_AHEAD:
-                yield from self._transcribe_group(group)
+                yield from self._transcribe_group(group, in_order)
                 group = []
         if group:
-            yield from self._transcribe_group(group)
+            yield from self._transcribe_group(group, in_order)
 
-    def _transcribe_group(self, group: list[tuple[str, str | None]]) -> list[Transcript]:
+    def _transcribe_group(self, group: list[tuple[str, str | None]], in_order: bool) -> Iterator[Transcript]:
         results: list[Transcript | None] = [None] * len(group)
-        ready: list[tuple[int, object, float, str | None]] = []
+
+        def done(index: int, transcript: Transcript) -> Iterator[Transcript]:
+            results[index] = transcript
+            if not in_order:
+                yield transcript
+
+        ready: list[tuple[int, object, float, str | None, tuple[str, ...]]] = []
+        long_files: list[tuple[int, str, str | None]] = []
         for index, (path, error) in enumerate(group):
             if error is not None:
-                results[index] = Transcript(audio=path, error=error)
+                yield from done(index, Transcript(audio=path, error=error))
                 continue
             try:
                 num_samples, rate = audio_info(path)
                 note = self.rate_note(path, rate)
                 if num_samples / rate > LONG_AUDIO_SECONDS:
-                    results[index] = replace(self.transcribe_long(path), note=note)
+                    long_files.append((index, path, note))
                     continue
-                feats, duration = self.features(path)
+                warnings: list[str] = []
+                feats, duration = self.features(path, warnings)
             except ASRError as err:
-                results[index] = Transcript(audio=path, error=str(err))
+                yield from done(index, Transcript(audio=path, error=str(err)))
                 continue
-            ready.append((index, feats, duration, note))
+            ready.append((index, feats, duration, note, tuple(warnings)))
         ready.sort(key=lambda item: item[1].shape[0])
         for start in range(0, len(ready), self.batch_size):
             batch = ready[start:start + self.batch_size]
-            decoded = self.decode_features([f for _, f, _, _ in batch], [d for _, _, d, _ in batch])
-            for (index, _, duration, note), (text, words) in zip(batch, decoded):
-                results[index] = Transcript(group[index][0], text, duration, tuple(words), note=note)
-        return results  # type: ignore[return-value]
+            decoded = self.decode_features([f for _, f, _, _, _ in batch], [d for _, _, d, _, _ in batch])
+            finished = sorted(zip(batch, decoded), key=lambda pair: pair[0][0])
+            for (index, _, duration, note, warnings), (text, words) in finished:
+                yield from done(index, Transcript(group[index][0], text, duration, tuple(words), note=note,
+                                                  warnings=warnings))
+        for index, path, note in long_files:
+            try:
+                transcript = replace(self.transcribe_long(path), note=note)
+            except ASRError as err:
+                transcript = Transcript(audio=path, error=str(err))
+            yield from done(index, transcript)
+        if in_order:
+            yield from results  # type: ignore[misc]
 
 
 def batch_log_probs(
@@ -300,9 +328,13 @@ CUE_MAX_GAP = 0.6  # ... or at a pause longer than this (seconds)
 
 
 def format_transcript(transcript: Transcript, fmt: str) -> str:
-    """One transcript as text in `fmt` (no trailing newline for line formats, full document for srt/vtt)."""
+    """One transcript as text in `fmt` (no trailing newline for line formats, full document for srt/vtt).
+
+    A record stays one line whatever the file is called: text and CTM print the name escaped
+    (asr.paths.printable; CTM's spaces too, as they separate its fields), JSONL keeps it exact in
+    JSON escapes."""
     if fmt == "text":
-        return f"{transcript.audio}\t{transcript.text}"
+        return f"{printable(transcript.audio)}\t{transcript.text}"
     if fmt == "jsonl":
         record = {
             "audio": transcript.audio,
@@ -310,9 +342,12 @@ def format_transcript(transcript: Transcript, fmt: str) -> str:
             "words": [{"word": w.word, "start": w.start, "end": w.end, "confidence": w.confidence} for w in transcript.words],
             "duration": round(transcript.duration, 3),
         }
-        return json.dumps(record, ensure_ascii=False)
+        line = json.dumps(record, ensure_ascii=False)
+        if not line.isprintable():  # a name that is not valid UTF-8: JSON's \udcNN escapes keep its bytes
+            line = json.dumps(record)
+        return line
     if fmt == "ctm":  # NIST CTM: <file> <channel> <start> <duration> <word> <confidence>
-        name = Path(transcript.audio).stem
+        name = printable(Path(transcript.audio).stem, spaces=True)  # one field: spaces would split it
         return "\n".join(
             f"{name} 1 {w.start:.2f} {w.end - w.start:.2f} {w.word} {w.confidence:.2f}" for w in transcript.words
         )

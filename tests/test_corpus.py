@@ -154,7 +154,7 @@ def test_characters_outside_the_vocabulary_are_reported_and_kept(tmp_path):
     train = tmp_path / "train.jsonl"
     train.write_text(json.dumps({"id": "t", "audio": "x.wav", "duration": 1.0, "text": "YES GO NOW"}) + "\n")
     result = run_asr("data", "validate", str(data), "--vocab", str(train))
-    assert result.returncode == 1
+    assert result.returncode == 0  # warnings alone: nothing is left out
     assert result.stderr.splitlines() == [
         f"asr: warning: {data / 'text'}:4: 'c-whole': characters outside the vocabulary ['T']"]
     assert "4 usable utterances" in result.stdout
