@@ -93,11 +93,3 @@ def resolve_model(name_or_path: str | None) -> str:
         return str(model.exported)
     return name_or_path
 
-
-def resolve_checkpoint(name_or_path: str | None) -> str:
-    """Like resolve_model, for commands that need the PyTorch checkpoint (model.pt)."""
-    if name_or_path is None:
-        return str(default_model().checkpoint)
-    if name_or_path in BUNDLED:
-        return str(BUNDLED[name_or_path].checkpoint)
-    return name_or_path

@@ -52,18 +52,18 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     loaded = load_model(args.model)
     trained_with = loaded.features.remove_dc
-    rows = []
+    rows, table = [], []  # one row per (split, remove_dc, input); the table has the inputs as columns
     for split in ("dev", "test"):
         utterances = read_manifest(args.data_dir / f"{split}.jsonl")
         for remove_dc in (False, True):
             loaded.features = dataclasses.replace(loaded.features, remove_dc=remove_dc)
+            table_row = {"split": split, "remove_dc": remove_dc}
             for name, (scale, offset) in OFFSETS.items():
-                wer = greedy_wer(loaded, utterances, scale, offset)
-                rows.append({"split": split, "remove_dc": remove_dc, "input": name, "greedy_wer": round(100 * wer, 2)})
-                print(f"  {split} remove_dc={remove_dc} {name}: {100 * wer:.2f} %", flush=True)
-    table = [{"split": r["split"], "remove_dc": r["remove_dc"], **{
-        n: next(x["greedy_wer"] for x in rows if x["split"] == r["split"] and x["remove_dc"] == r["remove_dc"]
-                and x["input"] == n) for n in OFFSETS}} for r in rows if r["input"] == "clean"]
+                wer = round(100 * greedy_wer(loaded, utterances, scale, offset), 2)
+                rows.append({"split": split, "remove_dc": remove_dc, "input": name, "greedy_wer": wer})
+                table_row[name] = wer
+                print(f"  {split} remove_dc={remove_dc} {name}: {wer:.2f} %", flush=True)
+            table.append(table_row)
     rep.write({"model": str(args.model), "trained_with_remove_dc": trained_with, "rows": rows},
               tables=[("Greedy WER % by input", table, ["split", "remove_dc", *OFFSETS])])
 

@@ -15,7 +15,6 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "an4_test_exampl
 
 def test_names_resolve_to_exported_folders_and_paths_stay_paths():
     assert bundled.resolve_model("an4") == str(bundled.BUNDLED["an4"].exported)
-    assert bundled.resolve_checkpoint("an4") == str(bundled.BUNDLED["an4"].checkpoint)
     assert bundled.resolve_model("exp/run/best.pt") == "exp/run/best.pt"
     assert bundled.resolve_model(None) == str(bundled.default_model().exported)
     assert bundled.bundled_by_path(bundled.BUNDLED["an4"].checkpoint).name == "an4"
