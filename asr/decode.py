@@ -304,22 +304,17 @@ def _flashlight_decoder(flashlight, dictionary, config: DecodeConfig, tokens: li
     return decoder, lm
 
 
-_BLAS_CONTROLLER = None
-
-
 def _one_blas_thread():
-    """A context in which numpy's BLAS uses one thread (threadpoolctl). A recurrent LM's network
+    """A context in which every loaded BLAS uses one thread (threadpoolctl). A recurrent LM's network
     step multiplies matrices of tens of rows: a second BLAS thread only adds synchronisation
     (the AN4 test set with the word LSTM: 4.0 s against 5.4 s on 2 idle cores, several times
-    slower when the cores are busy)."""
-    global _BLAS_CONTROLLER
+    slower when the cores are busy). The libraries are looked up on each call (well under 1 ms):
+    one loaded later (scipy's own OpenBLAS, say) is limited too."""
     try:
-        from threadpoolctl import ThreadpoolController
+        from threadpoolctl import threadpool_limits
     except ImportError:
         return contextlib.nullcontext()
-    if _BLAS_CONTROLLER is None:
-        _BLAS_CONTROLLER = ThreadpoolController()
-    return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _emitted(raw_tokens, blank_id: int) -> list[tuple[int, int]]:

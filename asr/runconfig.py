@@ -42,7 +42,7 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA; on the CPU see cpu_amp
     cpu_amp: bool = False  # bf16 autocast on the CPU too: about 1.2x the fp32 training throughput on a CPU with
     # AMX (Intel Xeon 4th generation and later; bench/results/train_throughput_cpu_bf16.json), same WER within
-    # seed noise; slower where bf16 is emulated
+    # seed noise; on a CPU without bf16 instructions the trainer says so and stays in fp32
     threads: int = 0  # CPU threads for torch; 0 = torch's default
     num_workers: int = 0  # DataLoader workers: 0 with cached features; several without
     cache_features: bool = True  # compute features once and hold them in memory (small corpora)
@@ -53,6 +53,8 @@ class TrainConfig:
     keep: str = "best"  # best.pt holds: best (lowest dev WER) | last (the final epoch, or the average)
     consistency_weight: float = 0.0  # CR-CTC: > 0 trains on two SpecAugment views of each utterance (twice the
     # compute per step) and adds this weight x the KL between their posteriors (asr.train.consistency_loss)
+    init_from: str = ""  # a checkpoint whose weights start this run where names and shapes fit (asr.warm_start);
+    # ignored when resuming
     tensorboard: bool = True  # also write <out_dir>/tensorboard/ event files when tensorboard is installed (asr[tensorboard])
 
 

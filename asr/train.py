@@ -55,6 +55,7 @@ from asr.model import AcousticModel
 from asr.runconfig import RunConfig, pick_device
 from asr.tblog import TensorBoardLog, open_tensorboard
 from asr.text import BLANK_ID, Vocab
+from asr.warm_start import warm_start
 
 PLAIN_PROGRESS_EVERY = 50  # steps between plain progress lines when stderr is not a terminal (logs)
 
@@ -428,6 +429,8 @@ class Trainer:
         saved = read_resume_checkpoint(self.last_path, config, self.vocab) if resume and self.last_path.exists() else None
         if not resume and self.last_path.exists():
             self.say(f"{self.out_dir}: starting a new run there (last.pt, metrics.csv start over; --resume continues instead)")
+        if tc.init_from and saved is None:
+            self.say(warm_start(self.model, self.vocab, tc.init_from).summary(tc.init_from))
 
         self.train_set = prepare_split(
             config.data.train_manifest, config, self.vocab, self.cmvn, self.model, self.say,
@@ -451,8 +454,10 @@ class Trainer:
         on_cuda = self.device.type == "cuda"  # pick_device gives cuda or cpu
         self.use_amp = tc.amp if on_cuda else tc.cpu_amp
         if self.use_amp and not on_cuda and not cpu_has_fast_bf16():
-            self.say("train.cpu_amp: this CPU has no AMX or AVX512-BF16 instructions, so bf16 autocast is "
-                     "emulated and likely slower than fp32 (set train.cpu_amp=false)")
+            # emulated bf16 is slower than fp32, and oneDNN cannot build a bf16 LSTM at all on some such CPUs
+            self.use_amp = False
+            self.say("train.cpu_amp: this CPU has no AMX or AVX512-BF16 instructions: training in fp32 instead "
+                     "(bf16 would be emulated and slower)")
         if on_cuda:
             torch.backends.cudnn.benchmark = True
 
@@ -465,7 +470,7 @@ class Trainer:
             _restore_rng(saved["rng"])
             self.say(f"resumed from {self.last_path}: epoch {self.state.epoch}, step {self.state.step}")
         elif resume:
-            self.say(f"no checkpoint at {self.last_path}; starting from scratch")
+            self.say(f"no checkpoint at {self.last_path}; starting a new run" + ("" if tc.init_from else " from scratch"))
         self.tensorboard = open_tensorboard(self.out_dir, tc.tensorboard and self.ranks.is_main,
                                             purge_step=self.state.step if saved else None)
         self.log = ScalarLog(self.out_dir / "metrics.csv", enabled=self.ranks.is_main,

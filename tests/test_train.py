@@ -13,6 +13,7 @@ import asr.train as train_module
 from asr.checkpoint import load_model, read_checkpoint
 from asr.augment import AugmentConfig
 from asr.features import SpecAugmentConfig
+from asr.machine import cpu_has_fast_bf16
 from asr.train import ctc_min_frames, lr_factor, train
 from asr.runconfig import RunConfig, TrainConfig
 from asr.transcribe import Transcriber
@@ -284,6 +285,11 @@ def test_a_grad_scaler_overflow_skips_the_update_and_lowers_the_scale():
 # --- bf16 autocast on the CPU (train.cpu_amp; fast on CPUs with AMX) ------------------------------
 
 
+needs_fast_bf16 = pytest.mark.skipif(not cpu_has_fast_bf16(), reason="this CPU has no AMX or AVX512-BF16 "
+                                     "(oneDNN may not build a bf16 LSTM on it; the trainer falls back to fp32)")
+
+
+@needs_fast_bf16
 def test_a_cpu_bf16_autocast_step_learns_and_keeps_fp32_weights():
     model, batch = _small_model(), _random_batch()
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
@@ -296,6 +302,8 @@ def test_a_cpu_bf16_autocast_step_learns_and_keeps_fp32_weights():
 
 @pytest.mark.parametrize("cpu_amp", [False, True])
 def test_cpu_amp_switches_bf16_autocast_on_for_cpu_training(tmp_path, monkeypatch, cpu_amp):
+    if cpu_amp and not cpu_has_fast_bf16():
+        pytest.skip("this CPU has no AMX or AVX512-BF16: cpu_amp falls back to fp32 (tested below)")
     data = make_tone_experiment(tmp_path)
     seen = []
     step = train_module.optimisation_step
@@ -312,8 +320,17 @@ def test_cpu_amp_switches_bf16_autocast_on_for_cpu_training(tmp_path, monkeypatc
     assert min(read_metric(tmp_path / "run", "dev_wer")) < 1.0
 
 
-def test_cpu_amp_on_a_cpu_without_bf16_hardware_says_it_is_emulated(tmp_path, monkeypatch, capsys):
+def test_cpu_amp_on_a_cpu_without_bf16_hardware_trains_in_fp32_and_says_so(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(train_module, "cpu_has_fast_bf16", lambda: False)
+    seen = []
+    step = train_module.optimisation_step
+
+    def recording_step(model, batch, optimizer, grad_clip, use_amp=False, *args, **kwargs):
+        seen.append(use_amp)
+        return step(model, batch, optimizer, grad_clip, use_amp, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "optimisation_step", recording_step)
     train(tiny_config(make_tone_experiment(tmp_path), tmp_path / "run", epochs=1, cpu_amp=True), progress=False)
     captured = capsys.readouterr()
-    assert "train.cpu_amp: this CPU has no AMX or AVX512-BF16" in captured.out + captured.err
+    assert "train.cpu_amp: this CPU has no AMX or AVX512-BF16 instructions: training in fp32" in captured.out + captured.err
+    assert seen and set(seen) == {False}
