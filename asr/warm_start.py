@@ -46,9 +46,9 @@ def warm_start(model: AcousticModel, vocab: Vocab, path: str) -> WarmStart:
     copied, skipped = 0, []
     with torch.no_grad():
         for name, tensor in state.items():
-            old = old_weights.get(name)
-            if name in OUTPUT_LAYER:
+            if name in OUTPUT_LAYER:  # copied row by row below
                 continue
+            old = old_weights.get(name)
             if old is None or old.shape != tensor.shape:
                 skipped.append(name)
                 continue

@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asr.arpa import context_masses, perplexity, predicted_mask, read_arpa_lm
+from asr.arpa import context_masses, parse_arpa, perplexity, predicted_mask, read_arpa_lm
 from asr.lm import build_arpa
-from asr.arpa import parse_arpa
 from asr.manifest import Utterance, write_manifest
 from asr.text import Vocab
 

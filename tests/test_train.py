@@ -300,11 +300,8 @@ def test_a_cpu_bf16_autocast_step_learns_and_keeps_fp32_weights():
     assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast computes in bf16, keeps fp32 weights
 
 
-@pytest.mark.parametrize("cpu_amp", [False, True])
-def test_cpu_amp_switches_bf16_autocast_on_for_cpu_training(tmp_path, monkeypatch, cpu_amp):
-    if cpu_amp and not cpu_has_fast_bf16():
-        pytest.skip("this CPU has no AMX or AVX512-BF16: cpu_amp falls back to fp32 (tested below)")
-    data = make_tone_experiment(tmp_path)
+def record_use_amp(monkeypatch) -> list[bool]:
+    """The use_amp of every optimisation step the trainer takes from now on, in order."""
     seen = []
     step = train_module.optimisation_step
 
@@ -313,6 +310,15 @@ def test_cpu_amp_switches_bf16_autocast_on_for_cpu_training(tmp_path, monkeypatc
         return step(model, batch, optimizer, grad_clip, use_amp, *args, **kwargs)
 
     monkeypatch.setattr(train_module, "optimisation_step", recording_step)
+    return seen
+
+
+@pytest.mark.parametrize("cpu_amp", [False, True])
+def test_cpu_amp_switches_bf16_autocast_on_for_cpu_training(tmp_path, monkeypatch, cpu_amp):
+    if cpu_amp and not cpu_has_fast_bf16():
+        pytest.skip("this CPU has no AMX or AVX512-BF16: cpu_amp falls back to fp32 (tested below)")
+    data = make_tone_experiment(tmp_path)
+    seen = record_use_amp(monkeypatch)
     train(tiny_config(data, tmp_path / "run", epochs=25, cpu_amp=cpu_amp), progress=False)
     assert seen and set(seen) == {cpu_amp}  # amp (CUDA's switch, on by default) does not turn it on
     losses = read_metric(tmp_path / "run", "loss")
@@ -322,14 +328,7 @@ def test_cpu_amp_switches_bf16_autocast_on_for_cpu_training(tmp_path, monkeypatc
 
 def test_cpu_amp_on_a_cpu_without_bf16_hardware_trains_in_fp32_and_says_so(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(train_module, "cpu_has_fast_bf16", lambda: False)
-    seen = []
-    step = train_module.optimisation_step
-
-    def recording_step(model, batch, optimizer, grad_clip, use_amp=False, *args, **kwargs):
-        seen.append(use_amp)
-        return step(model, batch, optimizer, grad_clip, use_amp, *args, **kwargs)
-
-    monkeypatch.setattr(train_module, "optimisation_step", recording_step)
+    seen = record_use_amp(monkeypatch)
     train(tiny_config(make_tone_experiment(tmp_path), tmp_path / "run", epochs=1, cpu_amp=True), progress=False)
     captured = capsys.readouterr()
     assert "train.cpu_amp: this CPU has no AMX or AVX512-BF16 instructions: training in fp32" in captured.out + captured.err
