@@ -8,19 +8,22 @@ either the old checkpoint or the new one, never half of one. Loading uses
 from __future__ import annotations
 
 import os
-from pathlib import Path
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from asr.atomic import atomic_write
 from asr.audio import AUDIO_EXTENSIONS
-from asr.decode import DecodeConfig, make_decoder
+from asr.backend import Backend
+from asr.decode import DecodeConfig
 from asr.errors import ASRError
-from asr.features import Cmvn, FeatureConfig, FrontEnd
+from asr.frontend import Cmvn, FeatureConfig
 from asr.model import AcousticModel, ModelConfig
 from asr.rnnlm import RecurrentLM
 from asr.text import Vocab
@@ -32,40 +35,35 @@ class CheckpointError(ASRError):
     """A checkpoint that is missing, corrupt, or from an incompatible version."""
 
 
-@dataclass
-class LoadedModel:
-    """Everything needed to turn audio into text: model (eval mode), features, CMVN, vocabulary,
-    and the decoding it was tuned for (an LM and lexicon when it carries them)."""
+@dataclass(kw_only=True)
+class LoadedModel(Backend):
+    """A checkpoint ready to transcribe (asr.backend.Backend): the PyTorch model (eval mode) on
+    `device`, with everything its decoding needs."""
 
     model: AcousticModel
-    features: FeatureConfig
-    cmvn: Cmvn
-    vocab: Vocab
-    path: str
-    decoding: DecodeConfig = DecodeConfig()
-    lm_arpa: str | None = None
-    lexicon: tuple[str, ...] | None = None
-    rnnlm: RecurrentLM | None = None
 
-    @property
-    def front_end(self) -> FrontEnd:
-        """The feature pipeline the model was trained with (log-mel, level normalisation, CMVN)."""
-        return FrontEnd(self.features, self.cmvn)
+    def to(self, device: str | torch.device) -> LoadedModel:
+        """The model moved to `device` (forward then runs there); returns self."""
+        self.device = str(torch.device(device))
+        self.model.to(self.device)
+        return self
 
-    @property
-    def frame_stack(self) -> int:
-        """Input frames per output frame."""
-        return self.model.config.frame_stack
+    def forward(self, feats: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """One padded model pass: feats [(T, F)] -> numpy log_probs (B, T', V) float32, out_lens (B,)."""
+        log_probs, out_lens = batch_log_probs(self.model, feats, self.device)
+        return log_probs.numpy(), out_lens.numpy()
 
-    @property
-    def frame_seconds(self) -> float:
-        """Duration of one output frame (after frame stacking)."""
-        return self.features.hop_ms * self.frame_stack / 1000
 
-    def decoder(self, override: DecodeConfig | None = None):
-        """The decoder this model is tuned for (or `override`): (log_probs, out_lens) -> [Hypothesis]."""
-        return make_decoder(self.vocab, override or self.decoding, self.lm_arpa, self.lexicon, lm_source=self.path,
-                            rnnlm=self.rnnlm)
+def batch_log_probs(
+    model: AcousticModel, feats: Sequence, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One padded forward pass: feats [(T, F)] (arrays or tensors) -> log_probs (B, T', V) float32 on
+    the CPU, out_lens (B,)."""
+    with torch.no_grad():
+        padded = torch.nn.utils.rnn.pad_sequence([torch.as_tensor(f) for f in feats], batch_first=True).to(device)
+        lens = torch.tensor([f.shape[0] for f in feats], device=device)
+        log_probs, out_lens = model(padded, lens)
+    return log_probs.float().cpu(), out_lens.cpu()
 
 
 def checkpoint_payload(
@@ -220,13 +218,11 @@ def model_from_payload(payload: dict[str, Any], path: str | os.PathLike = "<chec
         raise CheckpointError(f"{path}: weights do not match the stored configuration ({first_line})") from None
     model.eval()
     return LoadedModel(
-        model=model, features=features, cmvn=cmvn, vocab=vocab, path=str(path),
+        model=model, features=features, cmvn=cmvn, vocab=vocab, path=str(path), frame_stack=model_config.frame_stack,
         decoding=decode_config, lm_arpa=lm_arpa, lexicon=lexicon, rnnlm=rnnlm,
     )
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
     """Load a checkpoint file and rebuild everything needed to transcribe, on `device`."""
-    loaded = model_from_payload(read_checkpoint(path), path)
-    loaded.model.to(device)
-    return loaded
+    return model_from_payload(read_checkpoint(path), path).to(device)

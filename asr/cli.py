@@ -380,38 +380,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _transcriber(args: argparse.Namespace):
-    """A Transcriber for --model: an exported folder runs on onnxruntime (torch is never imported),
-    a checkpoint with PyTorch on --device."""
-    from asr.bundled import resolve_model
-    from asr.errors import ASRError
+    """A Transcriber for --model (asr.load: an exported folder runs on onnxruntime without torch,
+    a checkpoint with PyTorch on --device), with the decoding options given on the command line."""
+    from asr.loading import load
 
-    args.model = resolve_model(args.model)
-    changes = {
-        key: value
-        for key, value in (("decoder", args.decoder), ("beam_size", args.beam_size),
-                           ("beam_threshold", args.beam_threshold),
-                           ("lm_weight", args.lm_weight), ("rnnlm_weight", args.rnnlm_weight),
-                           ("word_score", args.word_score))
-        if value is not None
-    }
-    if args.model.endswith(".onnx") and os.path.isfile(args.model):
-        args.model = os.path.dirname(args.model) or "."  # the graph alone cannot transcribe: its folder can
-    if os.path.isdir(args.model):
-        from asr.runtime import OnnxTranscriber, load_exported
-
-        if args.device != "cpu":
-            raise ASRError(f"{args.model}: an exported model runs on the CPU (onnxruntime); --device {args.device} "
-                           "needs the PyTorch checkpoint")
-        exported = load_exported(args.model)
-        decoding = dataclasses.replace(exported.decoding, **changes)
-        return OnnxTranscriber(exported, batch_size=args.batch_size, decoding=decoding)
-    from asr.checkpoint import load_model
-    from asr.transcribe import Transcriber
-    from asr.runconfig import pick_device
-
-    loaded = load_model(args.model)
-    decoding = dataclasses.replace(loaded.decoding, **changes)
-    return Transcriber(loaded, pick_device(args.device), batch_size=args.batch_size, decoding=decoding)
+    return load(args.model, args.device, batch_size=args.batch_size, decoder=args.decoder,
+                beam_size=args.beam_size, beam_threshold=args.beam_threshold, lm_weight=args.lm_weight,
+                rnnlm_weight=args.rnnlm_weight, word_score=args.word_score)
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
@@ -428,7 +403,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     from asr.transcribe import format_output_file, format_transcript
 
     transcriber = _transcriber(args)
-    _say_what_the_model_covers(args.model)
+    _say_what_the_model_covers(transcriber.backend.path)
     failed = 0
     # each result as soon as it is known (not in input order: every line names its file), so
     # that one long or slow file holds back no other; names printed escaped, one line each
@@ -515,9 +490,9 @@ def cmd_decode(args: argparse.Namespace) -> int:
         if "torch" in sys.modules:
             threads = sys.modules["torch"].get_num_threads()
         else:  # onnxruntime: its intra-op threads
-            threads = transcriber.loaded.session.get_session_options().intra_op_num_threads or os.cpu_count()
+            threads = transcriber.backend.session.get_session_options().intra_op_num_threads or os.cpu_count()
         stats = {"utterances": len(utterances), "failed": failed, "audio_seconds": audio_seconds, "seconds": elapsed,
-                 "rtf": rtf, "device": str(transcriber.device), "threads": threads}
+                 "rtf": rtf, "device": transcriber.backend.device, "threads": threads}
         with open(args.stats, "w", encoding="utf-8") as f:
             json.dump(stats, f, indent=2)
     return EXIT_ERROR if failed else EXIT_OK
@@ -666,13 +641,13 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
     from asr.lm import check_piece_lm, read_lexicon
     from asr.metrics import error_rates
     from asr.rnnlm import load_lm
-    from asr.runconfig import pick_device
+    from asr.machine import pick_device
     from asr.transcribe import Transcriber
     from asr.tuning import decode_all, tune_lm
 
     payload = read_checkpoint(args.model)  # read once: the model to tune, then the file to extend
-    transcriber = Transcriber(model_from_payload(payload, args.model), pick_device(args.device), batch_size=32)
-    vocab = transcriber.loaded.vocab
+    transcriber = Transcriber(model_from_payload(payload, args.model).to(pick_device(args.device)), batch_size=32)
+    vocab = transcriber.backend.vocab
     if not args.lm and not args.rnnlm:
         raise ASRError("asr tune-lm needs --lm (an ARPA n-gram), --rnnlm (a recurrent LM) or both")
     rnnlm = load_lm(args.rnnlm) if args.rnnlm else None
@@ -782,7 +757,7 @@ def cmd_cmvn(args: argparse.Namespace) -> int:
     from asr.config import load_config
     from asr.data import compute_features
     from asr.manifest import read_manifest
-    from asr.features import compute_cmvn
+    from asr.frontend import compute_cmvn
     from asr.runconfig import RunConfig
 
     features = load_config(RunConfig, args.config).features

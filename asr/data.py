@@ -17,8 +17,9 @@ from tqdm import tqdm
 from asr.audio import audio_info, change_speed, load_audio
 from asr.augment import AugmentConfig, Augmenter
 from asr.errors import ASRError
-from asr.features import Cmvn, FeatureConfig, FrontEnd, SpecAugmentConfig, spec_augment
+from asr.frontend import Cmvn, FeatureConfig, FrontEnd
 from asr.manifest import Utterance
+from asr.specaugment import SpecAugmentConfig, spec_augment
 from asr.text import Vocab
 
 
@@ -40,7 +41,7 @@ def compute_speed_variants(
     """Like compute_features, with one feats (T, F) (before CMVN) per speed factor for each utterance."""
     front_end = FrontEnd(config)
     kept, waveforms, failures = load_speed_variants(utterances, config.sample_rate, speeds, progress)
-    return kept, [tuple(front_end(w) for w in variants) for variants in waveforms], failures
+    return kept, [tuple(torch.from_numpy(front_end(w)) for w in variants) for variants in waveforms], failures
 
 
 def load_speed_variants(
@@ -251,7 +252,7 @@ class AudioDataset(FeatureDataset):
             return torch.zeros(1, self.config.n_mels)
         if self.augmenter is not None:
             samples = self.augmenter(samples, np.random.default_rng([seed, AUGMENT_STREAM]))
-        return self.front_end(samples)
+        return torch.from_numpy(self.front_end(samples))
 
 
 AUGMENT_STREAM = 1  # the augmentation's random stream, apart from the variant and SpecAugment draws

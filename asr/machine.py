@@ -42,3 +42,20 @@ def cpu_has_fast_bf16() -> bool:
     """True when the CPU computes bf16 in hardware (AMX-BF16 or AVX512-BF16), where bf16 autocast
     can beat fp32; elsewhere oneDNN emulates it."""
     return bool({"amx_bf16", "avx512_bf16"} & set(cpu_features()))
+
+
+def pick_device(name: str):
+    """A torch.device: 'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'; CUDA asked for but absent is an error."""
+    import torch
+
+    from asr.errors import ASRError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ASRError(f"device {name!r} requested but CUDA is not available")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ASRError(f"unknown device {name!r}: expected auto, cpu, cuda or cuda:N") from None
+

@@ -7,7 +7,7 @@ TorchScript-based exporter (`dynamo=False`): torch 2.11's dynamo exporter fails 
 layers (data-dependent lengths in reverse_padded), the TorchScript one exports them as ONNX LSTM/
 GRU/RNN nodes that onnxruntime runs as fused kernels, and the graph's log-probs equal the model's
 to ~1e-5 (tests/test_runtime.py). The front end is not in the graph: its level normalisation
-(top-k level per utterance or per streamed block) is plain numpy in asr.numpy_features.
+(top-k level per utterance or per streamed block) is plain numpy in asr.frontend.
 
 Weights: an initializer whose values are all exactly representable in float16 (those of an
 `asr export --fp16` checkpoint, like the bundled model) is stored in float16 and cast to float32

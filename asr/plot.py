@@ -129,15 +129,13 @@ def plot_audio(model: str | os.PathLike, audio: str | os.PathLike, out: str | os
     """Waveform + words, normalised log-mel, CTC posteriorgram of `top` tokens for one file -> PNG."""
     plt = _pyplot()  # before the model is loaded: a missing extra fails at once
     import numpy as np
-    import torch
 
     from asr.audio import load_audio
-    from asr.checkpoint import load_model
     from asr.decode import word_timings
+    from asr.loading import load_backend
     from asr.text import BLANK_ID
-    from asr.transcribe import batch_log_probs
 
-    loaded = load_model(model)
+    loaded = load_backend(model)  # a checkpoint or an exported folder
     rate = loaded.features.sample_rate
     samples = load_audio(audio, rate)
     duration = len(samples) / rate
@@ -145,8 +143,7 @@ def plot_audio(model: str | os.PathLike, audio: str | os.PathLike, out: str | os
         raise ASRError(f"{audio}: {duration:.0f} s is too long to picture (at most {MAX_AUDIO_SECONDS:g} s); "
                        "cut out the part to look at")
     feats = loaded.front_end(samples)  # (T, F), exactly what the model is fed
-    with torch.no_grad():
-        log_probs, out_lens = batch_log_probs(loaded.model.eval(), [feats])
+    log_probs, out_lens = loaded.forward([feats])
     (hypothesis,) = loaded.decoder()(log_probs, out_lens)
     log_probs = log_probs[0, : int(out_lens[0])]  # (T', V)
     words = word_timings(hypothesis, log_probs, loaded.vocab, loaded.frame_seconds, duration)
@@ -164,20 +161,20 @@ def plot_audio(model: str | os.PathLike, audio: str | os.PathLike, out: str | os
     wave_ax.set(title=f"waveform and recognised words ({loaded.decoding.decoder} decoding)", ylabel="amplitude",
                 ylim=(-1.05 * peak, 1.05 * peak))
 
-    image = mel_ax.imshow(feats.T.numpy(), origin="lower", aspect="auto", cmap="magma", interpolation="nearest",
+    image = mel_ax.imshow(feats.T, origin="lower", aspect="auto", cmap="magma", interpolation="nearest",
                           extent=(0, feats.shape[0] * loaded.features.hop_ms / 1000, 0, feats.shape[1]))
     mel_ax.set(title=f"log-mel spectrogram as the model sees it ({feats.shape[1]} bins, level-normalised, CMVN)",
                ylabel="mel bin")
     fig.colorbar(image, ax=mel_ax, pad=0.01, fraction=0.03)
 
-    probs = log_probs.exp()  # (T', V)
-    peaks = probs.max(dim=0).values
+    probs = np.exp(log_probs)  # (T', V)
+    peaks = probs.max(axis=0)
     peaks[BLANK_ID] = -1  # blank gets its own row, first
     recognised = list(dict.fromkeys(hypothesis.tokens))  # every token of the transcript gets a row
-    by_peak = [int(i) for i in torch.argsort(peaks, descending=True) if int(i) not in recognised and int(i) != BLANK_ID]
+    by_peak = [int(i) for i in np.argsort(-peaks, kind="stable") if int(i) not in recognised and int(i) != BLANK_ID]
     shown = [BLANK_ID] + recognised + by_peak[: max(0, top - len(recognised))]
     labels = [_token_label(loaded.vocab.tokens[i]) for i in shown]
-    image = post_ax.imshow(probs[:, shown].T.numpy(), origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=1,
+    image = post_ax.imshow(probs[:, shown].T, origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=1,
                            interpolation="nearest", extent=(0, log_probs.shape[0] * loaded.frame_seconds, -0.5,
                                                             len(shown) - 0.5))
     post_ax.set_yticks(range(len(shown)), labels)

@@ -1,19 +1,14 @@
-"""The run configuration (every section of a `conf/*.yaml` file) and the choice of device.
-
-Training, transcription, recipes and benchmarks all read these; none of them needs the training
-loop to do so.
-"""
+"""The run configuration: every section of a `conf/*.yaml` file (training, recipes and benchmarks
+read it; transcription does not: a model carries what it needs)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
-
 from asr.augment import AugmentConfig
-from asr.errors import ASRError
-from asr.features import FeatureConfig, SpecAugmentConfig
+from asr.frontend import FeatureConfig
 from asr.model import ModelConfig
+from asr.specaugment import SpecAugmentConfig
 
 
 @dataclass(frozen=True)
@@ -66,15 +61,3 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # waveform augmentation (training only)
-
-
-def pick_device(name: str) -> torch.device:
-    """'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'; CUDA asked for but absent is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ASRError(f"device {name!r} requested but CUDA is not available")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise ASRError(f"unknown device {name!r}: expected auto, cpu, cuda or cuda:N") from None

@@ -16,10 +16,10 @@ An exported model is a folder (written by `asr export --onnx`, asr.onnx_export):
     manifest.json   format version, the versions it was exported with, size and SHA-256 of each file
 
 `load_exported` checks every file against the manifest before anything runs, so a corrupted or
-incomplete folder fails at once with one line naming the file. `OnnxTranscriber` is
-asr.transcribe.Transcriber with the model pass done by onnxruntime and the front end by
-asr.numpy_features: the same batching, long-file streaming, decoding, word times, notes and
-per-file errors. Nothing here imports torch (tests/test_runtime.py checks sys.modules).
+incomplete folder fails at once with one line naming the file, and gives an ExportedModel: the
+asr.backend.Backend whose forward pass is onnxruntime's, which asr.transcribe.Transcriber runs
+like a checkpoint (the same front end, batching, long-file streaming, decoding, word times, notes
+and per-file errors). Nothing here imports torch (tests/test_runtime.py checks sys.modules).
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
-from asr.decode import DecodeConfig, make_decoder
+from asr.backend import Backend
+from asr.decode import DecodeConfig
 from asr.errors import ASRError
-from asr.numpy_features import FeatureConfig, NumpyFrontEnd
+from asr.frontend import Cmvn, FeatureConfig
 from asr.numpy_rnnlm import LMVocab, NumpyLM, RNNLMConfig, weights_from_bytes
 from asr.text import Vocab
-from asr.transcribe import Transcriber
 
 FORMAT = "asr-onnx"
 FORMAT_VERSION = 1
@@ -61,39 +61,17 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def is_exported_model(path: str | os.PathLike) -> bool:
-    """True for a folder (an exported model); checkpoints are single files."""
-    return Path(path).is_dir()
+@dataclass(kw_only=True)
+class ExportedModel(Backend):
+    """An exported model folder ready to transcribe (asr.backend.Backend): the acoustic model's
+    graph in an onnxruntime session on the CPU."""
 
-
-@dataclass
-class ExportedModel:
-    """What asr.checkpoint.LoadedModel gives the Transcriber, for an exported model folder."""
-
-    path: str
     session: object  # onnxruntime.InferenceSession
-    features: FeatureConfig
-    mean: tuple[float, ...]  # CMVN, (F,)
-    std: tuple[float, ...]
-    vocab: Vocab
-    frame_stack: int
-    decoding: DecodeConfig = DecodeConfig()
-    lm_arpa: str | None = None
-    lexicon: tuple[str, ...] | None = None
-    rnnlm: NumpyLM | None = None
+    device: str = "cpu (onnxruntime)"
 
     @property
-    def front_end(self) -> NumpyFrontEnd:
-        return NumpyFrontEnd(self.features, self.mean, self.std)
-
-    @property
-    def frame_seconds(self) -> float:
-        return self.features.hop_ms * self.frame_stack / 1000
-
-    def decoder(self, override: DecodeConfig | None = None):
-        lm_source = os.path.join(self.path, LM_FILE)
-        return make_decoder(self.vocab, override or self.decoding, self.lm_arpa, self.lexicon, lm_source=lm_source,
-                            rnnlm=self.rnnlm)
+    def lm_source(self) -> str:
+        return os.path.join(self.path, LM_FILE)
 
     def forward(self, feats: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """One padded model pass: feats [(T, F)] -> log_probs (B, T', V) float32, out_lens (B,)."""
@@ -142,7 +120,7 @@ def load_exported(folder: str | os.PathLike, threads: int | None = None) -> Expo
     try:
         features = _dataclass(FeatureConfig, config["feature_config"])
         vocab = Vocab(tuple(config["vocab"]), _bpe_model(config.get("bpe_model")))
-        mean, std = tuple(config["cmvn"]["mean"]), tuple(config["cmvn"]["std"])
+        cmvn = Cmvn.from_dict(config["cmvn"])
         frame_stack = int(config["frame_stack"])
         section = config.get("decoding") or {}
         decoding = _dataclass(DecodeConfig, section.get("config") or {})
@@ -167,7 +145,7 @@ def load_exported(folder: str | os.PathLike, threads: int | None = None) -> Expo
         # threads beside the acoustic model's made whole runs slower, not faster.
         rnnlm = GraphLM(rnnlm.config, rnnlm.vocab, rnnlm.weights, _session(folder / graph_name, 1))
     return ExportedModel(
-        path=str(folder), session=_session(folder / MODEL_FILE, threads), features=features, mean=mean, std=std,
+        path=str(folder), session=_session(folder / MODEL_FILE, threads), features=features, cmvn=cmvn,
         vocab=vocab, frame_stack=frame_stack, decoding=decoding, lm_arpa=lm_arpa, lexicon=lexicon, rnnlm=rnnlm,
     )
 
@@ -214,19 +192,6 @@ class OnnxStep:
         log_probs, new_states = self.session.run(None, {"tokens": np.asarray(tokens, dtype=np.int64),
                                                         "states": np.ascontiguousarray(states, dtype=np.float32)})
         return log_probs, new_states
-
-
-class OnnxTranscriber(Transcriber):
-    """asr.transcribe.Transcriber for an ExportedModel: onnxruntime on the CPU, the numpy front end."""
-
-    def __init__(self, exported: ExportedModel, batch_size: int = 16, decoding: DecodeConfig | None = None) -> None:
-        self.loaded = exported
-        self.device = "cpu (onnxruntime)"
-        self.batch_size = batch_size
-        self.decoding = decoding or exported.decoding
-        self.decode = exported.decoder(self.decoding)
-        self.front_end = exported.front_end
-        self.forward = exported.forward
 
 
 def _session(path: Path, threads: int | None):

@@ -47,12 +47,12 @@ from asr.data import (
 from asr.decode import greedy_decode
 from asr.distributed import Distributed, setup_distributed
 from asr.errors import ASRError
-from asr.features import Cmvn, FrontEnd
-from asr.machine import cpu_has_fast_bf16
+from asr.frontend import Cmvn, FrontEnd
+from asr.machine import cpu_has_fast_bf16, pick_device
 from asr.manifest import duration_mismatch, read_manifest
 from asr.metrics import ErrorReport, error_rates
 from asr.model import AcousticModel
-from asr.runconfig import RunConfig, pick_device
+from asr.runconfig import RunConfig
 from asr.tblog import TensorBoardLog, open_tensorboard
 from asr.text import BLANK_ID, Vocab
 from asr.warm_start import warm_start

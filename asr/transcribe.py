@@ -3,11 +3,11 @@
 A file that cannot be read yields a Transcript with `error` set; the others are still transcribed.
 Output formats: text, jsonl, srt, vtt, ctm (see format_transcript).
 
-One pipeline for both back ends: `Transcriber` runs a PyTorch checkpoint (LoadedModel);
-asr.runtime.OnnxTranscriber, a subclass, runs an exported ONNX model with onnxruntime and a numpy
-front end, replacing only `forward` (the model pass) and the front end. So that the runtime never
-imports torch, this module imports it only where the PyTorch back end needs it; log-probs
-between the model and the decoder are numpy arrays.
+One pipeline for both back ends (asr.backend.Backend): `Transcriber` runs a PyTorch checkpoint
+(asr.checkpoint.LoadedModel) or an exported model folder (asr.runtime.ExportedModel) the same
+way; only the model pass (`backend.forward`) differs. Features come from asr.frontend, log-probs
+between the model and the decoder are numpy arrays, and nothing here imports torch.
+Most callers get one from asr.load(model).
 """
 
 from __future__ import annotations
@@ -16,21 +16,15 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from asr.audio import audio_info, load_audio, stream_audio
+from asr.backend import Backend
 from asr.decode import DecodeConfig, Hypothesis, WordTiming, as_numpy, word_timings
 from asr.errors import ASRError
 from asr.paths import printable
 from asr.text import BLANK_ID
-
-if TYPE_CHECKING:
-    import torch
-
-    from asr.checkpoint import LoadedModel
-    from asr.model import AcousticModel
 
 Forward = Callable[[Sequence], tuple[np.ndarray, np.ndarray]]  # feats [(T, F)] -> log_probs (B, T', V), out_lens (B,)
 
@@ -55,29 +49,27 @@ class Transcript:
 
 
 class Transcriber:
-    """Runs a LoadedModel over audio files on a device, `batch_size` files at a time.
+    """Runs a model (a Backend) over audio files, `batch_size` files at a time.
 
-    `loaded` provides features (FeatureConfig), vocab, frame_seconds, frame_stack, front_end and
-    decoder(); `forward` runs the model (a subclass may replace both the model and the front end).
+        transcriber = Transcriber(load_model("model.pt").to("cuda"))   # or asr.load("model.pt", device="cuda")
+        transcriber.transcribe_file("talk.wav").text
+    decoding: how to decode (default: the model's own, i.e. what it was tuned for).
     """
 
-    def __init__(
-        self,
-        loaded: LoadedModel,
-        device: str | torch.device = "cpu",
-        batch_size: int = 16,
-        decoding: DecodeConfig | None = None,
-    ) -> None:
-        import torch
-
-        self.loaded = loaded
-        self.device = torch.device(device)
+    def __init__(self, backend: Backend, batch_size: int = 16, decoding: DecodeConfig | None = None) -> None:
+        self.backend = backend
         self.batch_size = batch_size
-        self.decoding = decoding or loaded.decoding  # the model's own decoding unless overridden
-        self.decode = loaded.decoder(self.decoding)
-        self.front_end = loaded.front_end
-        loaded.model.to(self.device).eval()
-        self.forward: Forward = model_forward(loaded.model, self.device)
+        self.decoding = decoding or backend.decoding
+        self.decode = backend.decoder(self.decoding)
+        self.front_end = backend.front_end
+        self.forward: Forward = backend.forward
+
+    def transcribe_file(self, path: str | Path) -> Transcript:
+        """One file's Transcript; a file that cannot be read raises its ASRError."""
+        (transcript,) = self.transcribe([(str(path), None)])
+        if transcript.error is not None:
+            raise ASRError(transcript.error)
+        return transcript
 
     def transcribe_long(self, path: str) -> Transcript:
         """A long file: streamed features, windowed inference with context, then decoding one
@@ -86,7 +78,7 @@ class Transcriber:
 
         Memory stays bounded by the window and segment sizes (plus the log-probs, ~13 MB per hour).
         """
-        config = self.loaded.features
+        config = self.backend.features
         num_samples = 0
 
         def counted(blocks):
@@ -99,15 +91,15 @@ class Transcriber:
         warnings: list[str] = []
         blocks = counted(stream_audio(path, config.sample_rate, warnings=warnings))
         log_probs = windowed_log_probs(
-            self.forward, self.loaded.frame_stack, self.front_end.stream(blocks),
+            self.forward, self.backend.frame_stack, self.front_end.stream(blocks),
             round(WINDOW_SECONDS / frame), round(CONTEXT_SECONDS / frame),
         )
         duration = num_samples / config.sample_rate
-        vocab = self.loaded.vocab
+        vocab = self.backend.vocab
         separator_id = vocab.separator_id  # None for BPE: each segment's first piece starts a word
         tokens: list[int] = []
         frames: list[int] = []
-        for start, end in split_at_pauses(log_probs, round(PAUSE_SECONDS / self.loaded.frame_seconds)):
+        for start, end in split_at_pauses(log_probs, round(PAUSE_SECONDS / self.backend.frame_seconds)):
             (segment,) = self.decode(log_probs[None, start:end], np.array([end - start]))
             if segment.tokens:
                 if tokens and separator_id is not None:
@@ -116,13 +108,13 @@ class Transcriber:
                 tokens += segment.tokens
                 frames += [start + f for f in segment.frames]
         hypothesis = Hypothesis(tokens, frames)
-        words = word_timings(hypothesis, log_probs, vocab, self.loaded.frame_seconds, duration)
+        words = word_timings(hypothesis, log_probs, vocab, self.backend.frame_seconds, duration)
         return Transcript(path, vocab.decode(hypothesis.tokens), duration, tuple(words), warnings=tuple(warnings))
 
     def features(self, path: str, warnings: list[str] | None = None) -> tuple:
         """Normalised log-mel feats (T, F) of one file (the front end's array type) and its duration in
         seconds; what the reader corrected is added to `warnings` (see asr.audio.load_audio)."""
-        rate = self.loaded.features.sample_rate
+        rate = self.backend.features.sample_rate
         samples = load_audio(path, rate, warnings)
         return self.front_end(samples), len(samples) / rate
 
@@ -146,13 +138,13 @@ class Transcriber:
         results = []
         for i, hypothesis in enumerate(self.decode(log_probs, out_lens)):
             duration = durations[i] if durations is not None else None
-            words = word_timings(hypothesis, log_probs[i], self.loaded.vocab, self.loaded.frame_seconds, duration)
-            results.append((self.loaded.vocab.decode(hypothesis.tokens), words))
+            words = word_timings(hypothesis, log_probs[i], self.backend.vocab, self.backend.frame_seconds, duration)
+            results.append((self.backend.vocab.decode(hypothesis.tokens), words))
         return results
 
     def rate_note(self, path: str, rate: int) -> str | None:
         """A note when a file's sample rate is below the model's: its upper band is empty."""
-        model_rate = self.loaded.features.sample_rate
+        model_rate = self.backend.features.sample_rate
         if rate >= model_rate:
             return None
         return (f"{path}: sample rate {rate} Hz is below the model's {model_rate} Hz (nothing above {rate // 2} Hz, "
@@ -219,29 +211,6 @@ class Transcriber:
             yield from done(index, transcript)
         if in_order:
             yield from results  # type: ignore[misc]
-
-
-def batch_log_probs(
-    model: AcousticModel, feats: Sequence, device: torch.device | str = "cpu"
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One padded forward pass: feats [(T, F)] -> log_probs (B, T', V) float32 on the CPU, out_lens (B,)."""
-    import torch
-
-    with torch.no_grad():
-        padded = torch.nn.utils.rnn.pad_sequence([torch.as_tensor(f) for f in feats], batch_first=True).to(device)
-        lens = torch.tensor([f.shape[0] for f in feats], device=device)
-        log_probs, out_lens = model(padded, lens)
-    return log_probs.float().cpu(), out_lens.cpu()
-
-
-def model_forward(model: AcousticModel, device: torch.device | str = "cpu") -> Forward:
-    """The Forward of a PyTorch model on device: feats [(T, F)] -> numpy log_probs (B, T', V), out_lens (B,)."""
-
-    def forward(feats: Sequence) -> tuple[np.ndarray, np.ndarray]:
-        log_probs, out_lens = batch_log_probs(model, feats, device)
-        return log_probs.numpy(), out_lens.numpy()
-
-    return forward
 
 
 def windowed_log_probs(

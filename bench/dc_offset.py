@@ -30,7 +30,7 @@ def greedy_wer(loaded, utterances, scale: float, offset: float) -> float:
     front_end, hyps = loaded.front_end, []
     for utt in utterances:
         samples = load_audio(utt.audio) * np.float32(scale) + np.float32(offset)
-        feats = front_end(samples)[None]
+        feats = torch.from_numpy(front_end(samples))[None]
         with torch.no_grad():
             log_probs, out_lens = loaded.model(feats, torch.tensor([feats.shape[1]]))
         hyps.append(loaded.vocab.decode(greedy_decode(log_probs, out_lens)[0]))

@@ -49,7 +49,7 @@ def main() -> None:
     from asr.config import load_config
     from asr.data import AudioDataset
     from asr.manifest import read_manifest
-    from asr.features import Cmvn, FrontEnd
+    from asr.frontend import Cmvn, FrontEnd
     from asr.audio import load_audio
     from asr.text import Vocab
     from asr.runconfig import RunConfig

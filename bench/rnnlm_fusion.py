@@ -105,7 +105,7 @@ def main() -> None:
 
     loaded = load_model(args.model)
     vocab = loaded.vocab
-    transcriber = Transcriber(loaded, "cpu", batch_size=16)
+    transcriber = Transcriber(loaded, batch_size=16)
     dev_em = transcriber.log_probs([u.audio for u in dev_utts])
     transcriber.log_probs([u.audio for u in test_utts[:4]])  # warm-up
     started = time.perf_counter()

@@ -287,28 +287,19 @@ def model_label(path: Path) -> str:
 
 
 def load_transcriber(path: Path, device: str = "cpu", threads: int | None = None):
-    """(loaded model, Transcriber with the model's own decoding) for a checkpoint (PyTorch on
-    `device`) or an exported folder (onnxruntime, `threads` intra-op threads)."""
-    if path.is_dir():
-        from asr.runtime import load_exported
+    """(back end, Transcriber with the model's own decoding) for a checkpoint (PyTorch on
+    `device`) or an exported folder (onnxruntime, `threads` intra-op threads): asr.loading."""
+    from asr.loading import load_backend
 
-        loaded = load_exported(path, threads=threads)
-    else:
-        from asr.checkpoint import load_model
-
-        loaded = load_model(path, device)
-    return loaded, transcriber_for(loaded, device)
+    loaded = load_backend(path, device, threads)
+    return loaded, transcriber_for(loaded)
 
 
-def transcriber_for(loaded, device: str = "cpu", decoding=None):
-    """A Transcriber of a loaded checkpoint or exported folder, with `decoding` or the model's own."""
-    from asr.runtime import ExportedModel, OnnxTranscriber
-
-    if isinstance(loaded, ExportedModel):
-        return OnnxTranscriber(loaded, batch_size=BATCH_SIZE, decoding=decoding)
+def transcriber_for(loaded, decoding=None):
+    """A Transcriber of a loaded back end, with `decoding` or the model's own."""
     from asr.transcribe import Transcriber
 
-    return Transcriber(loaded, device, batch_size=BATCH_SIZE, decoding=decoding)
+    return Transcriber(loaded, batch_size=BATCH_SIZE, decoding=decoding)
 
 
 def describe_decoding(loaded, decoding) -> str:
@@ -330,7 +321,7 @@ def model_decoders(model_path: Path, decoders: Sequence[str], device: str, threa
         decoding = loaded.decoding if name == "default" else dataclasses.replace(loaded.decoding, decoder="greedy")
         label = f"{model_label(model_path)} {describe_decoding(loaded, decoding)}"
         if label not in columns:
-            columns[label] = own if name == "default" else transcriber_for(loaded, device, decoding)
+            columns[label] = own if name == "default" else transcriber_for(loaded, decoding)
     return list(columns.items())
 
 

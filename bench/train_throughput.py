@@ -110,7 +110,7 @@ class PackedModel(nn.Module):
 def cache_dataset(config, path: Path, quick: bool) -> dict:
     """Build the training dataset as asr/train.py does (features of every speed variant computed
     once, CMVN, SpecAugment on) and pickle it for the children."""
-    from asr.features import Cmvn
+    from asr.frontend import Cmvn
     from asr.model import AcousticModel
     from asr.text import Vocab
     from asr.train import prepare_split

@@ -232,7 +232,7 @@ def warm(name: str, model_path: str, ordered: list[str], refs: dict[str, str], a
 
     loaded = load_model(model_path)
     decoding = dataclasses.replace(loaded.decoding, decoder="greedy") if name == "greedy" else None
-    transcriber = Transcriber(loaded, "cpu", batch_size=BATCH_SIZE, decoding=decoding)
+    transcriber = Transcriber(loaded, batch_size=BATCH_SIZE, decoding=decoding)
 
     def transcribe_all() -> list:
         return list(transcriber.transcribe((p, None) for p in ordered))
@@ -255,7 +255,7 @@ def warm(name: str, model_path: str, ordered: list[str], refs: dict[str, str], a
         with torch.no_grad():
             for start in range(0, len(feats), BATCH_SIZE):
                 chunk = feats[start:start + BATCH_SIZE]
-                padded = torch.nn.utils.rnn.pad_sequence([f for f, _ in chunk], batch_first=True)
+                padded = torch.nn.utils.rnn.pad_sequence([torch.from_numpy(f) for f, _ in chunk], batch_first=True)
                 lens = torch.tensor([f.shape[0] for f, _ in chunk])
                 started = time.perf_counter()
                 log_probs, out_lens = loaded.model(padded, lens)
@@ -292,7 +292,7 @@ def model_batch_sweep(model_path: str, paths: list[str], audio_seconds: float, r
     from asr.transcribe import Transcriber
 
     loaded = load_model(model_path)
-    transcriber = Transcriber(loaded, "cpu")
+    transcriber = Transcriber(loaded)
     feats = [transcriber.features(p)[0] for p in paths]
     rows = []
     for batch_size in (1, 4, 16, 64, len(feats)):
@@ -302,7 +302,7 @@ def model_batch_sweep(model_path: str, paths: list[str], audio_seconds: float, r
             with torch.no_grad():
                 for start in range(0, len(feats), batch_size):
                     chunk = feats[start:start + batch_size]
-                    padded = torch.nn.utils.rnn.pad_sequence(chunk, batch_first=True)
+                    padded = torch.nn.utils.rnn.pad_sequence([torch.from_numpy(f) for f in chunk], batch_first=True)
                     loaded.model(padded, torch.tensor([f.shape[0] for f in chunk]))
             times.append(time.perf_counter() - started)
         seconds = statistics.median(times[1:])

@@ -21,7 +21,8 @@ from asr.checkpoint import checkpoint_payload, save_checkpoint
 from asr.config import to_dict
 from asr.data import compute_features
 from asr.manifest import Utterance, write_manifest
-from asr.features import Cmvn, FeatureConfig, SpecAugmentConfig, compute_cmvn
+from asr.frontend import Cmvn, FeatureConfig, compute_cmvn
+from asr.specaugment import SpecAugmentConfig
 from asr.model import AcousticModel, ModelConfig
 from asr.text import BLANK_ID, Vocab, build_vocab
 from asr.train import train

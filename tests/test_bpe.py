@@ -10,7 +10,7 @@ import torch
 from asr.checkpoint import checkpoint_payload, load_model, save_checkpoint
 from asr.decode import BeamSearchDecoder, DecodeConfig, Hypothesis, greedy_search, word_timings
 from asr.errors import ASRError
-from asr.features import Cmvn, FeatureConfig
+from asr.frontend import Cmvn, FeatureConfig
 from asr.lm import build_arpa, check_piece_lm, piece_sentences
 from asr.model import AcousticModel, ModelConfig
 from asr.text import BLANK, BLANK_ID, WORD_START, Vocab, build_vocab

@@ -19,7 +19,7 @@ from asr.checkpoint import (
 )
 from asr.decode import DecodeConfig
 from asr.errors import ASRError
-from asr.features import Cmvn, FeatureConfig
+from asr.frontend import Cmvn, FeatureConfig
 from asr.model import AcousticModel, ModelConfig
 from asr.text import Vocab
 

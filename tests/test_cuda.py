@@ -82,8 +82,8 @@ def test_training_on_the_gpu_learns_and_its_checkpoint_decodes_on_the_cpu(tmp_pa
     assert losses[-1] < 0.1 * losses[0], f"loss did not fall enough: {losses[0]:.2f} -> {losses[-1]:.2f}"
     assert read_metric(best.parent, "dev_wer")[-1] == 0.0
     paths = [(str(tmp_path / "audio" / f"{utt_id}.wav"), None) for utt_id in TONE_SET]
-    on_cpu = [t.text for t in Transcriber(load_model(best), device="cpu").transcribe(paths)]
-    on_gpu = [t.text for t in Transcriber(load_model(best), device="cuda").transcribe(paths)]
+    on_cpu = [t.text for t in Transcriber(load_model(best, "cpu")).transcribe(paths)]
+    on_gpu = [t.text for t in Transcriber(load_model(best, "cuda")).transcribe(paths)]
     assert on_cpu == on_gpu == list(TONE_SET.values())
 
 

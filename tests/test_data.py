@@ -13,7 +13,8 @@ from asr.data import Batch, FeatureDataset, LengthBucketSampler, collate, comput
 
 from asr.manifest import ManifestError, Utterance, read_manifest, read_transcripts, write_manifest
 from asr.errors import ASRError
-from asr.features import Cmvn, FeatureConfig, SpecAugmentConfig
+from asr.frontend import Cmvn, FeatureConfig
+from asr.specaugment import SpecAugmentConfig
 from asr.text import Vocab
 
 

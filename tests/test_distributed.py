@@ -15,7 +15,7 @@ import yaml
 from asr.checkpoint import read_checkpoint
 from asr.data import LengthBucketSampler, compute_features
 from asr.manifest import Utterance, write_manifest
-from asr.features import FeatureConfig, compute_cmvn
+from asr.frontend import FeatureConfig, compute_cmvn
 from asr.text import Vocab
 
 from .conftest import write_tone

@@ -11,10 +11,10 @@ import asr.transcribe as transcribe_module
 from asr.audio import AudioError, load_audio, stream_audio
 from asr.checkpoint import LoadedModel
 from asr.errors import ASRError
-from asr.features import Cmvn, FeatureConfig, StreamingLogMel, log_mel
+from asr.frontend import Cmvn, FeatureConfig, StreamingLogMel, log_mel
 from asr.model import AcousticModel, ModelConfig
 from asr.text import Vocab
-from asr.transcribe import Transcriber, model_forward, windowed_log_probs
+from asr.transcribe import Transcriber, windowed_log_probs
 
 from .conftest import write_tone
 
@@ -25,7 +25,7 @@ def test_streaming_log_mel_equals_whole_signal_log_mel(block):
     signal = np.random.default_rng(0).standard_normal(16_000 * 3 + 77).astype(np.float32) * 0.1
     stream = StreamingLogMel(config)
     frames = [stream.push(signal[i : i + block]) for i in range(0, len(signal), block)] + [stream.finish()]
-    torch.testing.assert_close(torch.cat(frames), log_mel(signal, config), atol=1e-4, rtol=1e-5)
+    np.testing.assert_allclose(np.concatenate(frames), log_mel(signal, config), atol=1e-4, rtol=1e-5)
 
 
 def test_streaming_log_mel_rejects_a_too_short_signal():
@@ -64,12 +64,18 @@ def small_model(frame_stack: int = 3) -> AcousticModel:
     return AcousticModel(ModelConfig(num_layers=2, hidden_size=24, frame_stack=frame_stack), 80, 9).eval()
 
 
+def forward_of(model: AcousticModel):
+    """The model's Forward (feats [(T, F)] -> numpy log-probs, out_lens), as LoadedModel runs it."""
+    return LoadedModel(model=model, features=FeatureConfig(), cmvn=Cmvn((0.0,) * 80, (1.0,) * 80),
+                       vocab=Vocab.from_texts(["ABCDEFG"]), path="test", frame_stack=model.config.frame_stack).forward
+
+
 @pytest.mark.parametrize("frames, block", [(1234, 97), (900, 900), (301, 50)])
 def test_windowed_inference_with_full_context_equals_one_pass(frames, block):
     model = small_model()
     feats = torch.randn(1, frames, 80)
     whole, out_lens = model(feats, torch.tensor([frames]))
-    windowed = windowed_log_probs(model_forward(model), 3, iter(feats[0].split(block)), window_frames=150,
+    windowed = windowed_log_probs(forward_of(model), 3, iter(feats[0].split(block)), window_frames=150,
                                   context_frames=frames)
     assert windowed.shape == (int(out_lens), 9)
     torch.testing.assert_close(torch.from_numpy(windowed), whole[0], atol=1e-5, rtol=1e-5)
@@ -79,7 +85,7 @@ def test_windowed_inference_with_short_context_stays_close():
     model = small_model()
     feats = torch.randn(1, 2000, 80)
     whole, _ = model(feats, torch.tensor([2000]))
-    windowed = windowed_log_probs(model_forward(model), 3, iter(feats[0].split(333)), window_frames=300,
+    windowed = windowed_log_probs(forward_of(model), 3, iter(feats[0].split(333)), window_frames=300,
                                   context_frames=150)
     assert (torch.from_numpy(windowed) - whole[0]).abs().max() < 1e-2
 
@@ -92,7 +98,8 @@ def test_long_files_take_the_streaming_path_and_agree_with_whole_file_decoding(t
     torch.manual_seed(0)
     model = AcousticModel(ModelConfig(num_layers=2, hidden_size=24), 80, len(vocab)).eval()
     cmvn = Cmvn(mean=(-5.0,) * 80, std=(3.0,) * 80)
-    loaded = LoadedModel(model, FeatureConfig(), cmvn, vocab, "test")
+    loaded = LoadedModel(model=model, features=FeatureConfig(), cmvn=cmvn, vocab=vocab, path="test",
+                         frame_stack=model.config.frame_stack)
     whole = next(Transcriber(loaded).transcribe([(str(path), None)]))
 
     monkeypatch.setattr(transcribe_module, "LONG_AUDIO_SECONDS", 5.0)

@@ -20,7 +20,7 @@ from asr.cli import BUNDLED_CHECKPOINT, BUNDLED_MODEL
 from asr.manifest import read_manifest
 from asr.decode import DecodeConfig, make_decoder
 from asr.metrics import error_rates
-from asr.runtime import OnnxTranscriber, load_exported
+from asr.runtime import load_exported
 from asr.transcribe import Transcriber
 from asr.tuning import decode_all
 
@@ -60,12 +60,12 @@ def test_bundled_model_scores_the_wers_its_card_states_on_an4_test(an4_dir, tmp_
     expected = card_test_wers(MODEL_CARD.read_text(encoding="utf-8"))
     exported = load_exported(BUNDLED_MODEL)
     texts = {}
-    for name, transcriber in (("pytorch", Transcriber(loaded, "cpu", batch_size=32)),
-                              ("onnx", OnnxTranscriber(exported, batch_size=32))):
+    for name, transcriber in (("pytorch", Transcriber(loaded, batch_size=32)),
+                              ("onnx", Transcriber(exported, batch_size=32))):
         log_probs = transcriber.log_probs([u.audio for u in test])
         texts[name] = {
             "greedy": decode_all(make_decoder(loaded.vocab, DecodeConfig()), log_probs, loaded.vocab),
-            "beam_lm": decode_all(transcriber.loaded.decoder(), log_probs, loaded.vocab),
+            "beam_lm": decode_all(transcriber.backend.decoder(), log_probs, loaded.vocab),
         }
         for decoding, wer in expected.items():
             measured = error_rates(references, texts[name][decoding]).wer * 100

@@ -12,7 +12,7 @@ from asr import cli
 from asr.checkpoint import checkpoint_payload, decoding_section, model_from_payload
 from asr.decode import DecodeConfig, make_decoder
 from asr.errors import ASRError
-from asr.features import Cmvn, FeatureConfig
+from asr.frontend import Cmvn, FeatureConfig
 from asr.decode import WORD_BOUNDARY
 from asr.fusion import FusedLM
 from asr.lm import build_arpa, read_arpa

@@ -1,4 +1,4 @@
-"""The torch-free runtime: ONNX export round trip, numpy front end parity, no torch imported,
+"""The torch-free runtime: ONNX export round trip, no torch imported,
 corrupt or incomplete export folders, and the CLI's choice of path."""
 
 from __future__ import annotations
@@ -18,20 +18,17 @@ import torch
 
 import asr.transcribe as transcribe_module
 from asr.audio import load_audio
-from asr.checkpoint import load_model
+from asr.checkpoint import batch_log_probs, load_model
 from asr.cli import BUNDLED_CHECKPOINT, BUNDLED_MODEL
-from asr.features import FeatureConfig, FrontEnd
 from asr.metrics import error_rates
-from asr.numpy_features import NumpyFrontEnd, log_mel as numpy_log_mel
 from asr.numpy_rnnlm import NumpyStep
 from asr.onnx_export import export_onnx
-from asr.runtime import ExportError, OnnxStep, OnnxTranscriber, file_sha256, load_exported, verify_export
+from asr.runtime import ExportError, OnnxStep, file_sha256, load_exported, verify_export
 from asr.transcribe import Transcriber
 
 from .conftest import REPO, run_asr
 
 EXAMPLE = REPO / "examples" / "an4_test_example.wav"  # real AN4 speech (2.4 s), shipped with the repository
-FEATURE_TOLERANCE = 1e-4  # normalised features: float32 rounding of two FFTs and filterbank products
 LOG_PROB_TOLERANCE = 1e-4
 
 
@@ -51,48 +48,13 @@ def an4_files(an4_dir) -> list[Path]:
     return files
 
 
-# --- front end ------------------------------------------------------------------------------------
-
-
-def speech_blocks(samples: np.ndarray, seconds: float) -> list[np.ndarray]:
-    size = round(seconds * 16_000)
-    return [samples[i : i + size] for i in range(0, len(samples), size)]
-
-
-@pytest.mark.parametrize("level_norm", [False, True])
-def test_numpy_front_end_equals_the_torch_front_end_on_speech(level_norm):
-    loaded = load_model(BUNDLED_CHECKPOINT)
-    config = dataclasses.replace(loaded.features, level_norm=level_norm)
-    torch_front, numpy_front = FrontEnd(config, loaded.cmvn), NumpyFrontEnd(config, loaded.cmvn.mean, loaded.cmvn.std)
-    speech = load_audio(EXAMPLE)
-    # with a quiet copy after it, so that streamed blocks differ in level
-    samples = np.concatenate([speech, 0.05 * speech, speech[: len(speech) // 2]])
-    whole = numpy_front(samples)
-    assert whole.dtype == np.float32
-    np.testing.assert_allclose(whole, torch_front(samples).numpy(), atol=FEATURE_TOLERANCE, rtol=0)
-    for seconds in (0.7, 1.5):  # blocks shorter than STREAM_MIN_LEVEL_FRAMES keep the level before them
-        blocks = speech_blocks(samples, seconds)
-        streamed = np.concatenate(list(numpy_front.stream(iter(blocks))))
-        expected = torch.cat(list(torch_front.stream(iter(blocks)))).numpy()
-        assert streamed.shape == expected.shape == whole.shape
-        np.testing.assert_allclose(streamed, expected, atol=FEATURE_TOLERANCE, rtol=0)
-
-
-def test_numpy_log_mel_equals_torchaudio_for_other_settings():
-    from asr.features import log_mel
-
-    config = FeatureConfig(n_mels=40, n_fft=400, f_min=20.0, f_max=7000.0, hop_ms=12.5)
-    samples = load_audio(EXAMPLE)
-    np.testing.assert_allclose(numpy_log_mel(samples, config), log_mel(samples, config).numpy(), atol=1e-4, rtol=1e-5)
-
-
 # --- the exported graph ---------------------------------------------------------------------------
 
 
-def assert_log_probs_match(exported: Path, feats: list[torch.Tensor]) -> None:
+def assert_log_probs_match(exported: Path, feats: list[np.ndarray]) -> None:
     loaded, model = load_model(BUNDLED_CHECKPOINT), load_exported(exported)
-    expected, expected_lens = transcribe_module.batch_log_probs(loaded.model, feats)
-    log_probs, out_lens = model.forward([f.numpy() for f in feats])
+    expected, expected_lens = batch_log_probs(loaded.model, feats)
+    log_probs, out_lens = model.forward(feats)
     np.testing.assert_array_equal(out_lens, expected_lens.numpy())
     for row, length in enumerate(out_lens):  # padding frames are not compared
         np.testing.assert_allclose(log_probs[row, :length], expected[row, :length].numpy(),
@@ -153,12 +115,12 @@ def test_runtime_transcribes_as_the_pytorch_path_short_and_streamed(exported, tm
     long = tmp_path / "long.wav"
     sf.write(long, np.tile(load_audio(EXAMPLE), 3), 16_000)
     torch_path = Transcriber(load_model(BUNDLED_CHECKPOINT))
-    onnx_path = OnnxTranscriber(load_exported(exported))
+    onnx_path = Transcriber(load_exported(exported))
     inputs = [(str(EXAMPLE), None), (str(tmp_path / "missing.wav"), None)]
     for greedy in (False, True):
-        decoding = dataclasses.replace(torch_path.loaded.decoding, decoder="greedy") if greedy else None
-        expected = list(Transcriber(torch_path.loaded, decoding=decoding).transcribe(inputs))
-        assert list(OnnxTranscriber(onnx_path.loaded, decoding=decoding).transcribe(inputs)) == expected
+        decoding = dataclasses.replace(torch_path.backend.decoding, decoder="greedy") if greedy else None
+        expected = list(Transcriber(torch_path.backend, decoding=decoding).transcribe(inputs))
+        assert list(Transcriber(onnx_path.backend, decoding=decoding).transcribe(inputs)) == expected
         assert expected[1].error  # the missing file, reported in its place
         # the bundled model hears J T E G FOUR both ways (see test_bundled_model)
         assert error_rates([EXAMPLE.with_suffix(".txt").read_text().strip()], [expected[0].text]).words.errors <= 1
@@ -205,14 +167,14 @@ def test_cli_runs_a_checkpoint_with_pytorch_and_a_folder_with_onnxruntime(export
     with_torch = run_cli_reporting_imports("transcribe", "--model", str(BUNDLED_CHECKPOINT), str(EXAMPLE))
     without = run_cli_reporting_imports("transcribe", "--model", str(exported), str(EXAMPLE))
     assert with_torch.returncode == without.returncode == 0
-    assert with_torch.stdout.splitlines()[-1] == "imported: ['torch', 'torchaudio']"
+    assert with_torch.stdout.splitlines()[-1] == "imported: ['torch']"  # not torchaudio: the front end is numpy
     assert without.stdout.splitlines()[-1] == "imported: []"
     assert with_torch.stdout.splitlines()[0] == without.stdout.splitlines()[0]
     graph = run_cli_reporting_imports("transcribe", "--model", str(exported / "model.onnx"), str(EXAMPLE))
     assert graph.returncode == 0 and graph.stdout == without.stdout  # the graph file means its folder
     cuda = run_asr("transcribe", "--model", str(exported), "--device", "cuda", str(EXAMPLE))
     assert cuda.returncode == 1 and cuda.stderr.splitlines() == [
-        f"asr: error: {exported}: an exported model runs on the CPU (onnxruntime); --device cuda needs the PyTorch "
+        f"asr: error: {exported}: an exported model runs on the CPU (onnxruntime); device 'cuda' needs the PyTorch "
         "checkpoint"]
 
 
@@ -286,7 +248,7 @@ def test_a_folder_exported_before_the_lm_step_graph_steps_its_lm_in_numpy(export
     assert isinstance(older.rnnlm.make_step(), NumpyStep)
     newer = load_exported(exported)
     assert isinstance(newer.rnnlm.make_step(), OnnxStep)
-    texts = [next(OnnxTranscriber(model).transcribe([(str(EXAMPLE), None)])).text for model in (older, newer)]
+    texts = [next(Transcriber(model).transcribe([(str(EXAMPLE), None)])).text for model in (older, newer)]
     assert texts[0] == texts[1]
 
 

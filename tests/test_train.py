@@ -12,7 +12,7 @@ import torch
 import asr.train as train_module
 from asr.checkpoint import load_model, read_checkpoint
 from asr.augment import AugmentConfig
-from asr.features import SpecAugmentConfig
+from asr.specaugment import SpecAugmentConfig
 from asr.machine import cpu_has_fast_bf16
 from asr.train import ctc_min_frames, lr_factor, train
 from asr.runconfig import RunConfig, TrainConfig

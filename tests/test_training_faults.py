@@ -16,7 +16,7 @@ import torch
 
 from asr.checkpoint import FORMAT_VERSION, export_payload, read_checkpoint
 from asr.cli import main
-from asr.features import SpecAugmentConfig
+from asr.specaugment import SpecAugmentConfig
 from asr.model import AcousticModel
 from asr.train import train
 

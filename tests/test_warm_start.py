@@ -9,7 +9,7 @@ import torch
 
 from asr.checkpoint import checkpoint_payload, save_checkpoint
 from asr.errors import ASRError
-from asr.features import Cmvn, FeatureConfig
+from asr.frontend import Cmvn, FeatureConfig
 from asr.model import AcousticModel, ModelConfig
 from asr.text import Vocab
 from asr.train import train
