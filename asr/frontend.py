@@ -178,12 +178,8 @@ class Cmvn:
         """feats (..., F), a numpy array (-> float32 array) or a torch tensor (-> a tensor of its
         dtype and device), normalised per bin."""
         if isinstance(feats, np.ndarray):
-            mean, std = self._arrays()
-            return ((feats - mean) / std).astype(np.float32, copy=False)
+            return ((feats - _as_float32(self.mean)) / _as_float32(self.std)).astype(np.float32, copy=False)
         return (feats - feats.new_tensor(self.mean)) / feats.new_tensor(self.std)
-
-    def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        return _as_float32(self.mean), _as_float32(self.std)
 
     def to_dict(self) -> dict:
         return {"mean": list(self.mean), "std": list(self.std)}

@@ -58,4 +58,3 @@ def pick_device(name: str):
         return torch.device(name)
     except RuntimeError:
         raise ASRError(f"unknown device {name!r}: expected auto, cpu, cuda or cuda:N") from None
-
