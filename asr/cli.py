@@ -22,6 +22,7 @@ WORD_LM_ORDER, PIECE_LM_ORDER = 3, 6  # pieces are shorter than words: a piece L
 BUNDLED_DIR = BUNDLED["an4"].folder  # the bundled AN4 model (asr.bundled has every bundled model by name)
 BUNDLED_MODEL = BUNDLED["an4"].exported  # its exported form (onnxruntime, no torch); made from model.pt
 BUNDLED_CHECKPOINT = BUNDLED["an4"].checkpoint  # its PyTorch checkpoint, for training, fine-tuning and export
+TRAIN_EXTRA = ("torch", "torchaudio", "librosa", "pyroomacoustics")  # pip install 'asr[train]' brings these
 MAX_MISSING_WARNINGS = 5  # `asr score` names this many ids with no hypothesis, one per line, and counts the rest
 
 
@@ -430,11 +431,12 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
 def _say_what_the_model_covers(model: str) -> None:
     """Once per run, on stderr: a bundled limited-vocabulary model says what it can recognise."""
-    from asr.bundled import bundled_by_path
+    from asr.bundled import BUNDLED, bundled_by_path
 
     bundled = bundled_by_path(model)
     if bundled is not None and bundled.limited:
-        print(f"asr: note: {bundled.covers} (for general English: --model english)", file=sys.stderr, flush=True)
+        general = " (for general English: --model english)" if BUNDLED["english"].available else ""
+        print(f"asr: note: {bundled.covers}{general}", file=sys.stderr, flush=True)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -783,6 +785,12 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return COMMANDS[args.command](args)
+    except ModuleNotFoundError as err:  # the runtime-only install (pip install asr) has no training stack
+        if args.debug or (err.name or "").split(".")[0] not in TRAIN_EXTRA:
+            raise
+        print(f"asr: error: asr {args.command} needs {err.name.split('.')[0]}, which this install lacks "
+              "(it transcribes with exported models only): pip install 'asr[train]'", file=sys.stderr)
+        return EXIT_ERROR
     except ASRError as err:
         if args.debug:
             raise

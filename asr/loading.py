@@ -38,8 +38,8 @@ def load_backend(model: str | os.PathLike | None = None, device: str = "cpu", th
         from asr.checkpoint import load_model
         from asr.machine import pick_device
     except ImportError as err:  # the runtime-only install has no torch
-        raise ASRError(f"{path}: a checkpoint needs PyTorch ({err}); install torch, or give an exported "
-                       "model folder") from None
+        raise ASRError(f"{path}: a checkpoint needs PyTorch ({err}): pip install 'asr[train]', "
+                       "or give an exported model folder") from None
     return load_model(path, pick_device(device))
 
 

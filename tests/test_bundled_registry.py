@@ -42,3 +42,15 @@ def test_the_an4_model_says_once_what_it_can_recognise(capsys):
     captured = capsys.readouterr()
     assert captured.err.count("spelled letters, digits") == 1
     assert captured.out.count("J T E G FOUR") == 2
+
+
+def test_the_note_offers_the_english_model_only_when_it_is_installed(capsys, monkeypatch, tmp_path):
+    english = bundled.BUNDLED["english"]
+    installed = bundled.BundledModel("english", tmp_path, english.covers, limited=False)
+    (tmp_path / "onnx").mkdir()
+    (tmp_path / "onnx" / "manifest.json").write_text("{}")
+    for model, offered in ((bundled.BundledModel("english", tmp_path / "nothing", english.covers, False), False),
+                           (installed, True)):
+        monkeypatch.setitem(bundled.BUNDLED, "english", model)
+        assert main(["transcribe", "--model", "an4", str(EXAMPLE)]) == 0
+        assert ("--model english" in capsys.readouterr().err) is offered

@@ -178,6 +178,36 @@ def test_cli_runs_a_checkpoint_with_pytorch_and_a_folder_with_onnxruntime(export
         "checkpoint"]
 
 
+WITHOUT_TRAINING_STACK = """
+import sys
+for name in ("torch", "torchaudio", "librosa", "pyroomacoustics"):  # as after `pip install asr` (no train extra)
+    sys.modules[name] = None
+from asr.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def run_cli_without_training_stack(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", WITHOUT_TRAINING_STACK, *argv], capture_output=True,
+                          encoding="utf-8", timeout=300)
+
+
+def test_the_runtime_install_transcribes_and_names_the_extra_for_training(tmp_path):
+    expected = EXAMPLE.with_suffix(".txt").read_text().strip()
+    heard = run_cli_without_training_stack("transcribe", str(EXAMPLE))
+    assert heard.returncode == 0, heard.stderr
+    assert error_rates([expected], [heard.stdout.split("\t")[1].strip()]).words.errors <= 1
+    for argv in (["train", "--config", "conf/an4_blstm.yaml"],
+                 ["export", "--model", str(BUNDLED_CHECKPOINT), "--onnx", str(tmp_path / "onnx")]):
+        refused = run_cli_without_training_stack(*argv)
+        assert refused.returncode == 1 and refused.stderr.splitlines() == [
+            f"asr: error: asr {argv[0]} needs torch, which this install lacks (it transcribes with exported "
+            "models only): pip install 'asr[train]'"]
+    checkpoint = run_cli_without_training_stack("transcribe", "--model", str(BUNDLED_CHECKPOINT), str(EXAMPLE))
+    assert checkpoint.returncode == 1 and "pip install 'asr[train]'" in checkpoint.stderr
+    assert not (tmp_path / "onnx").exists()
+
+
 def test_help_imports_no_torch():
     for argv in (["--help"], ["transcribe", "--help"], ["export", "--help"]):
         result = run_cli_reporting_imports(*argv)
