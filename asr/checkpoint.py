@@ -8,10 +8,8 @@ either the old checkpoint or the new one, never half of one. Loading uses
 from __future__ import annotations
 
 import os
-import types
-import typing
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ import torch
 from asr.atomic import atomic_write
 from asr.audio import AUDIO_EXTENSIONS
 from asr.backend import Backend
+from asr.config import ConfigError, build, to_dict
 from asr.decode import DecodeConfig
 from asr.errors import ASRError
 from asr.frontend import Cmvn, FeatureConfig
@@ -72,8 +71,8 @@ def checkpoint_payload(
     """The dict saved to disk: the model-defining part plus any training state in `extra`."""
     return {
         "format_version": FORMAT_VERSION,
-        "model_config": asdict(model.config),
-        "feature_config": asdict(features),
+        "model_config": to_dict(model.config),
+        "feature_config": to_dict(features),
         "cmvn": cmvn.to_dict(),
         "vocab": list(vocab.tokens),
         **({"bpe_model": vocab.model} if vocab.model is not None else {}),
@@ -85,10 +84,28 @@ def checkpoint_payload(
 def decoding_section(config: DecodeConfig, lm_arpa: str | None = None, lexicon=None,
                      rnnlm: RecurrentLM | None = None) -> dict[str, Any]:
     """The checkpoint entry that makes a model decode with beam search + LM(s) by default."""
-    section = {"config": asdict(config), "lm_arpa": lm_arpa, "lexicon": list(lexicon) if lexicon else None}
+    section = {"config": to_dict(config), "lm_arpa": lm_arpa, "lexicon": list(lexicon) if lexicon else None}
     if rnnlm is not None:
         section["rnnlm"] = rnnlm.to_dict()
     return section
+
+
+STORED_AT_THE_TOP = {"model": "model_config", "features": "feature_config"}  # run config section -> payload key
+
+
+def run_config_entry(run_config: dict[str, Any]) -> dict[str, Any]:
+    """A run's config (asr.config.to_dict of a RunConfig) as a checkpoint stores it: every section
+    but model and features, which the payload holds once, at the top."""
+    return {k: v for k, v in run_config.items() if k not in STORED_AT_THE_TOP}
+
+
+def stored_run_config(payload: dict[str, Any]) -> dict[str, Any]:
+    """The whole run config a checkpoint was trained with ({} sections where it has none);
+    checkpoints written before run_config_entry held model and features twice: either reads."""
+    config = dict(payload.get("run_config") or {})
+    for section, key in STORED_AT_THE_TOP.items():
+        config.setdefault(section, payload.get(key) or {})
+    return config
 
 
 TRAINING_STATE = ("optimizer", "scheduler", "train_state", "rng")
@@ -133,40 +150,6 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return payload
 
 
-def _config(cls, data: dict, path: str | os.PathLike):
-    known = {f.name for f in fields(cls)}
-    unknown = set(data) - known
-    if unknown:
-        raise CheckpointError(f"{path}: {cls.__name__} has fields this version does not know: {sorted(unknown)}")
-    return cls(**data)
-
-
-def _type_name(hint: Any) -> str:
-    return " or ".join("None" if t is type(None) else t.__name__ for t in typing.get_args(hint) or (hint,))
-
-
-def _has_type(value: Any, hint: Any) -> bool:
-    """isinstance for a field's type hint (a class or a union); an int is a float, a bool is neither."""
-    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-    if isinstance(value, bool):
-        return bool in allowed
-    return isinstance(value, allowed) or (isinstance(value, int) and float in allowed)
-
-
-def _decoding_config(data: Any) -> DecodeConfig:
-    """DecodeConfig from the checkpoint's decoding.config; ValueError says what is wrong with it."""
-    if not isinstance(data, dict):
-        raise ValueError(f"config must be a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(DecodeConfig)
-    unknown = sorted(set(data) - set(hints))
-    if unknown:
-        raise ValueError(f"config has fields this version does not know: {unknown}")
-    for name, value in data.items():
-        if not _has_type(value, hints[name]):
-            raise ValueError(f"config.{name} must be {_type_name(hints[name])}, got {value!r}")
-    return DecodeConfig(**data)  # its own checks: a known decoder, beam_size >= 1
-
-
 def _decoding(
     section: Any, path: str | os.PathLike
 ) -> tuple[DecodeConfig, str | None, tuple[str, ...] | None, RecurrentLM | None]:
@@ -180,12 +163,14 @@ def _decoding(
     try:
         if not isinstance(section, dict):
             raise ValueError(f"expected a mapping, got {type(section).__name__}")
-        config = _decoding_config(section.get("config", {}))
+        config = build(DecodeConfig, section.get("config", {}), f"{path}: bad decoding section", "config.")
         lm_arpa, lexicon = section.get("lm_arpa"), section.get("lexicon")
         if lm_arpa is not None and not isinstance(lm_arpa, str):
             raise ValueError(f"lm_arpa must be the ARPA text, got {type(lm_arpa).__name__}")
         if lexicon and not (isinstance(lexicon, (list, tuple)) and all(isinstance(w, str) for w in lexicon)):
             raise ValueError("lexicon must be a list of words")
+    except ConfigError as err:
+        raise CheckpointError(str(err)) from None
     except ValueError as err:
         raise CheckpointError(f"{path}: bad decoding section: {err}") from None
     rnnlm = None
@@ -201,16 +186,16 @@ def model_from_payload(payload: dict[str, Any], path: str | os.PathLike = "<chec
     """Rebuild the model (eval mode, CPU) and its feature pipeline from a checkpoint dict."""
     decode_config, lm_arpa, lexicon, rnnlm = _decoding(payload.get("decoding"), path)
     try:
-        features = _config(FeatureConfig, payload["feature_config"], path)
-        model_config = _config(ModelConfig, payload["model_config"], path)
+        features = build(FeatureConfig, payload["feature_config"], str(path), "feature_config.")
+        model_config = build(ModelConfig, payload["model_config"], str(path), "model_config.")
         vocab = Vocab(tokens=tuple(payload["vocab"]), model=payload.get("bpe_model"))
         cmvn = Cmvn.from_dict(payload["cmvn"])
         model = AcousticModel(model_config, input_dim=features.n_mels, vocab_size=len(vocab))
         model.load_state_dict({k: v.float() for k, v in payload["model"].items()})
     except KeyError as err:
         raise CheckpointError(f"{path}: checkpoint lacks {err}") from None
-    except CheckpointError:
-        raise  # already names the file
+    except (CheckpointError, ConfigError) as err:
+        raise CheckpointError(str(err)) from None  # already names the file
     except ASRError as err:
         raise CheckpointError(f"{path}: {err}") from None
     except (RuntimeError, ValueError, TypeError) as err:

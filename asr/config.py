@@ -1,8 +1,13 @@
-"""YAML files -> typed, frozen dataclasses, with dotted `key=value` overrides.
+"""The one codec between plain dicts and the typed, frozen config dataclasses.
 
     cfg = load_config(RunConfig, "conf/an4_blstm.yaml", ["model.hidden_size=320", "train.epochs=5"])
+    features = build(FeatureConfig, payload["feature_config"], "model.pt", "feature_config.")
+    data = to_dict(cfg)                     # -> YAML, JSON, a checkpoint; build(RunConfig, data, ...) reads it back
 
-Unknown keys and wrongly typed values are errors that name the file and the key.
+YAML files with dotted `key=value` overrides, checkpoints, exported folders, LM files and the
+training state all go through `build`: unknown keys and wrongly typed values are one ConfigError
+that names the file and the key; the dataclasses' own checks (`__post_init__`) raise ValueError,
+which `build` reports the same way.
 """
 
 from __future__ import annotations
@@ -60,7 +65,7 @@ def apply_override(data: dict[str, Any], override: str) -> None:
 def build(cls: type[T], data: dict[str, Any], source: str, prefix: str = "") -> T:
     """Recursively turn a dict into dataclass cls, checking keys and simple types."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: {prefix.rstrip('.') or 'config'} must be a mapping")
+        raise ConfigError(f"{source}: {prefix.rstrip('.') or 'config'} must be a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
@@ -90,7 +95,8 @@ def _convert(hint: Any, value: Any, source: str, key: str) -> Any:
                 return _convert(option, value, source, key)
             except ConfigError:
                 pass
-        raise ConfigError(f"{source}: {key} = {value!r} is not a valid {hint}")
+        names = " or ".join("None" if t is type(None) else getattr(t, "__name__", str(t)) for t in options)
+        raise ConfigError(f"{source}: {key} must be {names}, got {value!r}")
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{source}: {key} must be a list, got {value!r}")

@@ -24,7 +24,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -32,8 +32,9 @@ import yaml
 from tqdm import tqdm
 
 from asr.atomic import write_text_atomically
-from asr.checkpoint import TRAINING_STATE, CheckpointError, checkpoint_payload, read_checkpoint, save_checkpoint
-from asr.config import to_dict
+from asr.checkpoint import (TRAINING_STATE, CheckpointError, checkpoint_payload, read_checkpoint, run_config_entry,
+                            save_checkpoint, stored_run_config)
+from asr.config import build, to_dict
 from asr.data import (
     AudioDataset,
     Batch,
@@ -227,7 +228,7 @@ def read_resume_checkpoint(path: Path, config: RunConfig, vocab: Vocab) -> dict:
     except CheckpointError as err:
         raise CheckpointError(f"{err}; move it away (or use a new train.out_dir) to start again") from None
     hint = "use a new train.out_dir, or the settings it was trained with"
-    run_config = saved.get("run_config") or {}
+    run_config = stored_run_config(saved)
     for section, current in (("model", to_dict(config.model)), ("features", to_dict(config.features))):
         stored = run_config.get(section) or {}
         changed = [k for k in current if k in stored and stored[k] != current[k]]  # fields added since are fine
@@ -386,11 +387,6 @@ class TrainState:
     skipped_steps: int = 0  # non-finite steps in all
     log_rows: int = 0  # metrics.csv rows written up to this state
 
-    @classmethod
-    def from_dict(cls, data: dict) -> TrainState:
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
-
 
 class Trainer:
     """Owns one training run: data, model, optimiser, scheduler, state, log and checkpoints."""
@@ -466,7 +462,7 @@ class Trainer:
             self.model.load_state_dict(saved["model"])
             self.optimizer.load_state_dict(saved["optimizer"])
             self.scheduler.load_state_dict(saved["scheduler"])
-            self.state = TrainState.from_dict(saved["train_state"])
+            self.state = build(TrainState, saved["train_state"], str(self.last_path), "train_state.")
             _restore_rng(saved["rng"])
             self.say(f"resumed from {self.last_path}: epoch {self.state.epoch}, step {self.state.step}")
         elif resume:
@@ -613,7 +609,7 @@ class Trainer:
         self.model.load_state_dict(average_weights(paths))
         report, _ = evaluate(self.model, self.dev_set, self.vocab, self.device, tc.max_frames)
         self.log.log(self.state.step, tc.epochs, averaged_dev_wer=report.wer, averaged_dev_cer=report.cer)
-        save_checkpoint(self.out_dir / "averaged.pt", self.model_payload(run_config=to_dict(self.config)))
+        save_checkpoint(self.out_dir / "averaged.pt", self.model_payload(run_config=run_config_entry(to_dict(self.config))))
         improved = self.record_if_best(report)
         if improved or tc.keep == "last":
             self.save(self.best_path)
@@ -639,10 +635,10 @@ class Trainer:
             return
         self.state.log_rows = self.log.rows  # metrics.csv rows up to this state: a resume drops any later ones
         save_checkpoint(path, self.model_payload(
-            run_config=to_dict(self.config),
+            run_config=run_config_entry(to_dict(self.config)),
             optimizer=self.optimizer.state_dict(),
             scheduler=self.scheduler.state_dict(),
-            train_state=asdict(self.state),
+            train_state=to_dict(self.state),
             rng=_rng_state(),
         ))
 

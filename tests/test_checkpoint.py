@@ -15,7 +15,9 @@ from asr.checkpoint import (
     load_model,
     model_from_payload,
     read_checkpoint,
+    run_config_entry,
     save_checkpoint,
+    stored_run_config,
 )
 from asr.decode import DecodeConfig
 from asr.errors import ASRError
@@ -60,6 +62,19 @@ def test_round_trip_same_outputs_and_pipeline(tmp_path):
         got, got_lens = loaded.model(feats, lens)
     assert torch.equal(got, expected)
     assert torch.equal(got_lens, expected_lens)
+
+
+def test_a_run_config_is_stored_once_and_read_back_whole():
+    from asr.config import build, to_dict
+    from asr.runconfig import RunConfig
+
+    model, features, cmvn, vocab = tiny_setup()
+    run = RunConfig(features=features, model=model.config)
+    payload = checkpoint_payload(model, features, cmvn, vocab, run_config=run_config_entry(to_dict(run)))
+    assert "model" not in payload["run_config"] and "features" not in payload["run_config"]
+    assert build(RunConfig, stored_run_config(payload), "<payload>") == run
+    older = dict(payload, run_config=to_dict(run))  # written before: model and features held twice
+    assert stored_run_config(older) == to_dict(run)
 
 
 def test_save_leaves_no_temp_files_and_creates_folders(tmp_path):
@@ -209,7 +224,7 @@ def test_unknown_config_field(tmp_path):
     path = tmp_path / "x.pt"
     with pytest.raises(CheckpointError) as info:
         model_from_payload(payload, path)
-    assert str(info.value) == f"{path}: ModelConfig has fields this version does not know: ['attention_heads']"
+    assert str(info.value) == f"{path}: unknown key(s) model_config.attention_heads"
 
 
 def test_invalid_stored_vocab_is_checkpoint_error_naming_file(tmp_path):
@@ -234,7 +249,7 @@ def test_invalid_stored_vocab_is_checkpoint_error_naming_file(tmp_path):
         ({"config": {"lm_weight": "high"}}, "config.lm_weight must be float, got 'high'"),
         ({"config": {"beam_size_token": 2.5}}, "config.beam_size_token must be int or None, got 2.5"),
         ({"config": {"beam_size": True}}, "config.beam_size must be int, got True"),
-        ({"config": {"beam_width": 50}}, "config has fields this version does not know: ['beam_width']"),
+        ({"config": {"beam_width": 50}}, "unknown key(s) config.beam_width"),
         ({"config": ["beam"]}, "config must be a mapping, got list"),
         ({"config": {}, "lm_arpa": 3}, "lm_arpa must be the ARPA text, got int"),
         ({"config": {}, "lexicon": "CAT"}, "lexicon must be a list of words"),
