@@ -52,6 +52,12 @@ class TrainConfig:
     # ignored when resuming
     tensorboard: bool = True  # also write <out_dir>/tensorboard/ event files when tensorboard is installed (asr[tensorboard])
 
+    def __post_init__(self) -> None:
+        if self.keep not in ("best", "last"):
+            raise ValueError(f"train.keep must be 'best' or 'last', got {self.keep!r}")
+        if not self.consistency_weight >= 0:
+            raise ValueError(f"train.consistency_weight must be 0 (off) or positive, got {self.consistency_weight}")
+
 
 @dataclass(frozen=True)
 class RunConfig:

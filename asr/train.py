@@ -35,26 +35,17 @@ from asr.atomic import write_text_atomically
 from asr.checkpoint import (TRAINING_STATE, CheckpointError, checkpoint_payload, read_checkpoint, run_config_entry,
                             save_checkpoint, stored_run_config)
 from asr.config import build, to_dict
-from asr.data import (
-    AudioDataset,
-    Batch,
-    FeatureDataset,
-    LengthBucketSampler,
-    check_audio_headers,
-    collate,
-    compute_speed_variants,
-    load_speed_variants,
-)
+from asr.data import Batch, FeatureDataset, LengthBucketSampler, collate
 from asr.decode import greedy_decode
 from asr.distributed import Distributed, setup_distributed
 from asr.errors import ASRError
-from asr.frontend import Cmvn, FrontEnd
+from asr.frontend import Cmvn
 from asr.machine import cpu_has_fast_bf16, pick_device
-from asr.manifest import duration_mismatch, read_manifest
 from asr.metrics import ErrorReport, error_rates
 from asr.model import AcousticModel
 from asr.runconfig import RunConfig
 from asr.tblog import TensorBoardLog, open_tensorboard
+from asr.training_data import training_dataset
 from asr.text import BLANK_ID, Vocab
 from asr.warm_start import warm_start
 
@@ -63,11 +54,6 @@ PLAIN_PROGRESS_EVERY = 50  # steps between plain progress lines when stderr is n
 
 class TrainingError(ASRError):
     """Training cannot go on (e.g. too many non-finite losses in a row)."""
-
-
-def ctc_min_frames(tokens: list[int]) -> int:
-    """Fewest CTC output frames that can emit `tokens`: one per token plus a blank between repeats."""
-    return len(tokens) + sum(1 for a, b in zip(tokens, tokens[1:]) if a == b)
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int, final_ratio: float) -> float:
@@ -128,80 +114,6 @@ class ScalarLog:
             self.file.close()
         if self.tensorboard is not None:
             self.tensorboard.close()
-
-
-def prepare_split(
-    manifest: str,
-    config: RunConfig,
-    vocab: Vocab,
-    cmvn: Cmvn,
-    model: AcousticModel,
-    say,
-    speeds: tuple[float, ...] = (1.0,),
-    progress: bool = True,
-    training: bool = False,
-) -> FeatureDataset:
-    """Read a manifest and build its dataset, dropping (and reporting each) what cannot be trained on.
-
-    training: SpecAugment and the waveform augmentation of config.augment (when enabled) apply.
-    With train.cache_features, features (one per speed) are computed now and held in memory, or,
-    when waveforms are augmented, the waveforms (one per speed) are, and features are made per
-    item; otherwise audio headers are checked now and everything is done as batches are read.
-    """
-    utterances = read_manifest(manifest)
-    rate = config.features.sample_rate
-    augment = config.augment if training and config.augment.enabled else None
-    waveforms = None
-    if config.train.cache_features and augment is None:  # features once, in memory
-        utterances, feats, failures = compute_speed_variants(utterances, config.features, speeds, progress)
-        shortest = [min(v.shape[0] for v in f) for f in feats]
-        actual_seconds = [(f[0].shape[0] - 1) * config.features.hop_ms / 1000 * speeds[0] for f in feats]
-    elif config.train.cache_features:  # waveforms in memory, augmented and turned into features per item
-        utterances, waveforms, failures = load_speed_variants(utterances, rate, speeds, progress)
-        shortest = [min(config.features.num_frames(len(w)) for w in v) for v in waveforms]
-        actual_seconds = [len(v[0]) / rate * speeds[0] for v in waveforms]
-    else:
-        utterances, failures = check_audio_headers(utterances)
-        shortest = [config.features.num_frames(round(u.duration * rate / max(speeds))) for u in utterances]
-        actual_seconds = None
-    for failure in failures:
-        say(f"skipped {failure}")
-    for utt, seconds in zip(utterances, actual_seconds or []):  # the manifest's duration is only a hint
-        mismatch = duration_mismatch(utt.duration, seconds)
-        if mismatch:
-            say(f"warning: {utt.id} ({manifest}): {mismatch}")
-    keep = []
-    for index, (utt, frames) in enumerate(zip(utterances, shortest)):
-        unknown = vocab.unknown_chars(utt.text)
-        if unknown:
-            say(f"skipped {utt.id} ({manifest}): characters not in the vocabulary {sorted(unknown)}")
-            continue
-        out_frames = int(model.output_lengths(torch.tensor([frames])))
-        needed = ctc_min_frames(vocab.encode(utt.text))
-        if needed > out_frames:
-            say(f"skipped {utt.id} ({manifest}): transcript needs {needed} CTC frames, audio gives {out_frames}")
-            continue
-        keep.append(index)
-    dropped = len(utterances) + len(failures) - len(keep)
-    if dropped:
-        say(f"{manifest}: {dropped} utterance(s) skipped, {len(keep)} kept")
-    if not keep:
-        raise TrainingError(f"{manifest}: no usable utterances")
-    kept = [utterances[i] for i in keep]
-    empty = sum(1 for u in kept if not u.text)
-    if empty:
-        say(f"{manifest}: {empty} utterance(s) with an empty transcript, kept (CTC target: all blank)")
-    specaugment = config.specaugment if training else None
-    if config.train.cache_features and augment is None:
-        dataset = FeatureDataset(kept, [feats[i] for i in keep], vocab, cmvn, specaugment, seed=config.train.seed)
-    else:
-        dataset = AudioDataset(
-            kept, FrontEnd(config.features, cmvn), vocab, specaugment, seed=config.train.seed, speeds=speeds,
-            augment=augment, waveforms=None if waveforms is None else [waveforms[i] for i in keep],
-        )
-    if training and config.train.consistency_weight > 0:
-        dataset.views = 2  # two SpecAugment views of every utterance (consistency training)
-    return dataset
 
 
 def evaluate(
@@ -392,12 +304,20 @@ class Trainer:
     """Owns one training run: data, model, optimiser, scheduler, state, log and checkpoints."""
 
     def __init__(self, config: RunConfig, resume: bool = False, progress: bool = True) -> None:
-        tc = config.train
-        if tc.keep not in ("best", "last"):
-            raise ASRError(f"train.keep must be 'best' or 'last', got {tc.keep!r}")
-        if not tc.consistency_weight >= 0:
-            raise ASRError(f"train.consistency_weight must be 0 (off) or positive, got {tc.consistency_weight}")
         self.config = config
+        self.set_up_machine(progress)
+        self.load_units_and_stats()
+        self.model = AcousticModel(config.model, input_dim=config.features.n_mels, vocab_size=len(self.vocab))
+        saved = self.checkpoint_to_resume(resume)  # a resume that cannot work fails now, before the features
+        self.load_data()
+        self.set_up_optimiser()
+        self.choose_precision()
+        self.restore(saved, resume)
+        self.open_logs(saved is not None)
+
+    def set_up_machine(self, progress: bool) -> None:
+        """The output folder, threads, device and process group (torchrun), seed."""
+        tc = self.config.train
         self.out_dir = Path(tc.out_dir)
         _check_writable(self.out_dir)
         if tc.threads > 0:
@@ -406,47 +326,65 @@ class Trainer:
         self.device = self.ranks.device
         self.progress = progress and self.ranks.is_main
         torch.manual_seed(tc.seed)
-
-        self.vocab = Vocab.load(config.data.vocab)
-        if self.vocab.kind != config.data.units:
-            raise ASRError(
-                f"{config.data.vocab}: holds {self.vocab.kind} units but data.units is {config.data.units!r}; "
-                "rebuild it with `asr vocab --config` or fix the config"
-            )
-        self.cmvn = Cmvn.load(config.data.cmvn)
-        if len(self.cmvn.mean) != config.features.n_mels:
-            raise ASRError(f"{config.data.cmvn}: stats have {len(self.cmvn.mean)} bins, "
-                           f"features.n_mels is {config.features.n_mels}")
-        self.model = AcousticModel(config.model, input_dim=config.features.n_mels, vocab_size=len(self.vocab))
         self.last_path, self.best_path = self.out_dir / "last.pt", self.out_dir / "best.pt"
-
         _remove_stale_temp_files(self.out_dir, self.say)
-        # a resume that cannot work fails now, not after the features are computed
-        saved = read_resume_checkpoint(self.last_path, config, self.vocab) if resume and self.last_path.exists() else None
+
+    def load_units_and_stats(self) -> None:
+        """The vocabulary and CMVN stats, checked against the config."""
+        data, features = self.config.data, self.config.features
+        self.vocab = Vocab.load(data.vocab)
+        if self.vocab.kind != data.units:
+            raise ASRError(f"{data.vocab}: holds {self.vocab.kind} units but data.units is {data.units!r}; "
+                           "rebuild it with `asr vocab --config` or fix the config")
+        self.cmvn = Cmvn.load(data.cmvn)
+        if len(self.cmvn.mean) != features.n_mels:
+            raise ASRError(f"{data.cmvn}: stats have {len(self.cmvn.mean)} bins, features.n_mels is {features.n_mels}")
+
+    def checkpoint_to_resume(self, resume: bool) -> dict | None:
+        """last.pt when resuming (checked to fit this run), else None; warm-starts a new run (train.init_from)."""
+        tc = self.config.train
+        saved = None
+        if resume and self.last_path.exists():
+            saved = read_resume_checkpoint(self.last_path, self.config, self.vocab)
         if not resume and self.last_path.exists():
             self.say(f"{self.out_dir}: starting a new run there (last.pt, metrics.csv start over; --resume continues instead)")
         if tc.init_from and saved is None:
             self.say(warm_start(self.model, self.vocab, tc.init_from).summary(tc.init_from))
+        return saved
 
-        self.train_set = prepare_split(
-            config.data.train_manifest, config, self.vocab, self.cmvn, self.model, self.say,
-            speeds=tc.speed_perturb, progress=self.progress, training=True,
-        )
-        self.dev_set = prepare_split(config.data.dev_manifest, config, self.vocab, self.cmvn, self.model, self.say,
-                                     progress=self.progress)
+    def load_data(self) -> None:
+        """The training and dev sets, and the length-bucketing sampler over the training set."""
+        config, tc = self.config, self.config.train
+        self.train_set = training_dataset(config.data.train_manifest, config, self.vocab, self.cmvn,
+                                          self.model.output_lengths, self.say, speeds=tc.speed_perturb,
+                                          progress=self.progress, training=True)
+        self.dev_set = training_dataset(config.data.dev_manifest, config, self.vocab, self.cmvn,
+                                        self.model.output_lengths, self.say, progress=self.progress)
         self.sampler = LengthBucketSampler(
             self.train_set.epoch_num_frames(0), tc.max_frames, tc.max_batch_size, shuffle=True, seed=tc.seed,
             num_replicas=self.ranks.world_size, rank=self.ranks.rank,
         )
         self.steps_per_epoch = len(self.sampler)
-        total_steps = tc.epochs * self.steps_per_epoch
 
+    def set_up_optimiser(self) -> None:
+        """The model on its device (wrapped for DDP), AdamW and the warm-up + cosine schedule."""
+        tc = self.config.train
+        total_steps = tc.epochs * self.steps_per_epoch
+        if tc.warmup_steps > total_steps // 2:  # a small corpus with the defaults: the rate would barely peak
+            share = "longer than" if tc.warmup_steps >= total_steps else "over half of"
+            self.say(f"warning: train.warmup_steps={tc.warmup_steps} is {share} the whole run ({tc.epochs} epochs x "
+                     f"{self.steps_per_epoch} steps = {total_steps}): the learning rate spends the run rising; lower "
+                     "train.warmup_steps (a tenth of the run is usual) or train longer")
         self.model.to(self.device)
         self.forward = self.ranks.wrap(self.model)  # DistributedDataParallel under torchrun, else the model itself
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: lr_factor(step, tc.warmup_steps, total_steps, tc.final_lr_ratio)
         )
+
+    def choose_precision(self) -> None:
+        """bf16 autocast where asked and fast (train.amp on CUDA, train.cpu_amp on a CPU with AMX/AVX512-BF16)."""
+        tc = self.config.train
         on_cuda = self.device.type == "cuda"  # pick_device gives cuda or cpu
         self.use_amp = tc.amp if on_cuda else tc.cpu_amp
         if self.use_amp and not on_cuda and not cpu_has_fast_bf16():
@@ -457,6 +395,8 @@ class Trainer:
         if on_cuda:
             torch.backends.cudnn.benchmark = True
 
+    def restore(self, saved: dict | None, resume: bool) -> None:
+        """The training state: from last.pt (weights, optimiser, schedule, counters, RNG) or new."""
         self.state = TrainState()
         if saved is not None:
             self.model.load_state_dict(saved["model"])
@@ -466,11 +406,15 @@ class Trainer:
             _restore_rng(saved["rng"])
             self.say(f"resumed from {self.last_path}: epoch {self.state.epoch}, step {self.state.step}")
         elif resume:
-            self.say(f"no checkpoint at {self.last_path}; starting a new run" + ("" if tc.init_from else " from scratch"))
-        self.tensorboard = open_tensorboard(self.out_dir, tc.tensorboard and self.ranks.is_main,
-                                            purge_step=self.state.step if saved else None)
+            init = self.config.train.init_from
+            self.say(f"no checkpoint at {self.last_path}; starting a new run" + ("" if init else " from scratch"))
+
+    def open_logs(self, resumed: bool) -> None:
+        """metrics.csv (cut back to the resumed state's rows) and the TensorBoard events."""
+        self.tensorboard = open_tensorboard(self.out_dir, self.config.train.tensorboard and self.ranks.is_main,
+                                            purge_step=self.state.step if resumed else None)
         self.log = ScalarLog(self.out_dir / "metrics.csv", enabled=self.ranks.is_main,
-                             keep_rows=self.state.log_rows if saved else 0, tensorboard=self.tensorboard)
+                             keep_rows=self.state.log_rows if resumed else 0, tensorboard=self.tensorboard)
 
     def say(self, message: str) -> None:
         if self.ranks.is_main:

@@ -113,14 +113,14 @@ def cache_dataset(config, path: Path, quick: bool) -> dict:
     from asr.frontend import Cmvn
     from asr.model import AcousticModel
     from asr.text import Vocab
-    from asr.train import prepare_split
+    from asr.training_data import training_dataset
 
     vocab = Vocab.load(config.data.vocab)
     model = AcousticModel(config.model, input_dim=config.features.n_mels, vocab_size=len(vocab))
     speeds = (1.0,) if quick else config.train.speed_perturb
     started = time.perf_counter()
-    dataset = prepare_split(config.data.train_manifest, config, vocab, Cmvn.load(config.data.cmvn), model, print,
-                            speeds=speeds, progress=False, training=True)
+    dataset = training_dataset(config.data.train_manifest, config, vocab, Cmvn.load(config.data.cmvn),
+                               model.output_lengths, print, speeds=speeds, progress=False, training=True)
     seconds = time.perf_counter() - started
     if getattr(dataset, "augmenter", None) is not None:
         dataset.augmenter.prepare()  # the simulated rooms travel in the pickle: made once, not in every child

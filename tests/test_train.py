@@ -14,7 +14,8 @@ from asr.checkpoint import load_model, read_checkpoint
 from asr.augment import AugmentConfig
 from asr.specaugment import SpecAugmentConfig
 from asr.machine import cpu_has_fast_bf16
-from asr.train import ctc_min_frames, lr_factor, train
+from asr.train import lr_factor, train
+from asr.training_data import ctc_min_frames
 from asr.runconfig import RunConfig, TrainConfig
 from asr.transcribe import Transcriber
 
@@ -128,17 +129,16 @@ def test_unwritable_output_directory_fails_before_training(tmp_path):
         train(config, progress=False)
 
 
-def test_unknown_keep_rule_is_refused_before_training(tmp_path):
-    config = RunConfig(train=TrainConfig(out_dir=str(tmp_path / "run"), keep="newest"))
-    with pytest.raises(train_module.ASRError, match="train.keep must be 'best' or 'last'"):
-        train(config, progress=False)
-    assert not (tmp_path / "run").exists()
+@pytest.mark.parametrize("override, problem", [
+    ("train.keep=newest", "train.keep must be 'best' or 'last', got 'newest'"),
+    ("train.consistency_weight=-0.2", "train.consistency_weight must be 0 (off) or positive, got -0.2"),
+])
+def test_a_bad_train_setting_is_refused_by_the_config_before_training(tmp_path, override, problem):
+    from asr.config import ConfigError, load_config
 
-
-def test_a_negative_consistency_weight_is_refused_before_training(tmp_path):
-    config = RunConfig(train=TrainConfig(out_dir=str(tmp_path / "run"), consistency_weight=-0.2))
-    with pytest.raises(train_module.ASRError, match="train.consistency_weight must be 0"):
-        train(config, progress=False)
+    with pytest.raises(ConfigError) as info:
+        load_config(RunConfig, None, [override, f"train.out_dir={tmp_path / 'run'}"])
+    assert str(info.value) == f"<defaults>: {problem}"
     assert not (tmp_path / "run").exists()
 
 
@@ -333,3 +333,13 @@ def test_cpu_amp_on_a_cpu_without_bf16_hardware_trains_in_fp32_and_says_so(tmp_p
     captured = capsys.readouterr()
     assert "train.cpu_amp: this CPU has no AMX or AVX512-BF16 instructions: training in fp32" in captured.out + captured.err
     assert seen and set(seen) == {False}
+
+
+def test_a_warm_up_longer_than_the_run_is_warned_about(tmp_path, capsys):
+    data = make_tone_experiment(tmp_path)
+    train(tiny_config(data, tmp_path / "short", epochs=2, warmup_steps=300), progress=False)
+    warned = capsys.readouterr()
+    assert "warning: train.warmup_steps=300 is longer than the whole run (2 epochs x" in warned.out + warned.err
+    train(tiny_config(data, tmp_path / "long", epochs=40, warmup_steps=2), progress=False)
+    quiet = capsys.readouterr()
+    assert "warmup_steps" not in quiet.out + quiet.err
