@@ -18,7 +18,6 @@ from pathlib import Path
 from asr.bundled import BUNDLED
 
 EXIT_OK, EXIT_ERROR = 0, 1
-WORD_LM_ORDER, PIECE_LM_ORDER = 3, 6  # pieces are shorter than words: a piece LM needs a longer history
 BUNDLED_DIR = BUNDLED["an4"].folder  # the bundled AN4 model (asr.bundled has every bundled model by name)
 BUNDLED_MODEL = BUNDLED["an4"].exported  # its exported form (onnxruntime, no torch); made from model.pt
 BUNDLED_CHECKPOINT = BUNDLED["an4"].checkpoint  # its PyTorch checkpoint, for training, fine-tuning and export
@@ -99,6 +98,8 @@ def _add_decoding(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from asr.lm import PIECE_LM_ORDER, WORD_LM_ORDER
+
     parser = argparse.ArgumentParser(prog="asr", description="Recurrent CTC speech recognition.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -575,7 +576,7 @@ def cmd_lm(args: argparse.Namespace) -> int:
     if bool(args.manifest) == bool(args.text) or not args.out_dir:
         raise ASRError("asr lm needs --out-dir and one of --manifest or --text")
     from asr.manifest import read_manifest
-    from asr.lm import lm_words, piece_sentences, write_arpa, write_lexicon
+    from asr.lm import build_model_lm
     from asr.text import Vocab
 
     vocab = Vocab.load(args.vocab) if args.vocab else None
@@ -585,15 +586,7 @@ def cmd_lm(args: argparse.Namespace) -> int:
         texts = read_lm_text(args.text, vocab)
     else:
         texts = [u.text for u in read_manifest(args.manifest, check_audio=False)]
-    os.makedirs(args.out_dir, exist_ok=True)
-    if vocab is not None and vocab.kind == "bpe":
-        sentences, order, units = piece_sentences(texts, vocab), args.order or PIECE_LM_ORDER, "pieces"
-    else:
-        sentences, order, units = texts, args.order or WORD_LM_ORDER, "words"
-        write_lexicon(os.path.join(args.out_dir, "lexicon.txt"), lm_words(texts))
-    write_arpa(os.path.join(args.out_dir, "lm.arpa"), sentences, order=order)
-    print(f"{order}-gram LM over {len(lm_words(sentences))} {units} from {len(texts)} sentences -> {args.out_dir}",
-          file=sys.stderr)
+    print(build_model_lm(texts, vocab, args.out_dir, args.order or 0), file=sys.stderr)
     return EXIT_OK
 
 
@@ -639,42 +632,21 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
     from asr.checkpoint import decoding_section, model_from_payload, read_checkpoint, save_checkpoint
     from asr.manifest import read_manifest
     from asr.decode import DecodeConfig, make_decoder
-    from asr.errors import ASRError
-    from asr.lm import check_piece_lm, read_lexicon
+    from asr.lm import read_arpa_text
     from asr.metrics import error_rates
     from asr.rnnlm import load_lm
     from asr.machine import pick_device
     from asr.transcribe import Transcriber
-    from asr.tuning import decode_all, tune_lm
+    from asr.tuning import decode_all, kept_rnnlm, tune_lm, tuning_plan
 
     payload = read_checkpoint(args.model)  # read once: the model to tune, then the file to extend
     transcriber = Transcriber(model_from_payload(payload, args.model).to(pick_device(args.device)), batch_size=32)
     vocab = transcriber.backend.vocab
-    if not args.lm and not args.rnnlm:
-        raise ASRError("asr tune-lm needs --lm (an ARPA n-gram), --rnnlm (a recurrent LM) or both")
+    arpa = read_arpa_text(args.lm) if args.lm else None
+    lexicon, word_scores = tuning_plan(vocab, args.model, arpa, args.lm, args.lexicon, bool(args.rnnlm),
+                                       args.word_scores)
     rnnlm = load_lm(args.rnnlm) if args.rnnlm else None
     utterances = [u for path in args.manifest for u in read_manifest(path)]
-    arpa = None
-    if args.lm:
-        with open(args.lm, "rb") as f:
-            raw = f.read()
-        try:
-            arpa = raw.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise ASRError(f"{args.lm}: not an ARPA language model (ARPA is text; this file is not UTF-8 text "
-                           f"at byte {err.start}); make one with `asr lm`") from None
-    word_scores = args.word_scores
-    if vocab.kind == "bpe" and rnnlm is not None:
-        raise ASRError(f"{args.model}: recurrent LMs decode character models only; this one uses BPE pieces")
-    if vocab.kind == "bpe":  # a piece LM, open vocabulary: no lexicon, no word score (see asr.decode)
-        check_piece_lm(arpa, vocab, args.lm)
-        lexicon, word_scores = None, [0.0]
-    elif arpa is None:
-        lexicon = None  # a word LM's own words are the lexicon; a character LM needs none
-    elif args.lexicon is None:
-        raise ASRError(f"{args.model}: a character model decodes with a word LM and needs --lexicon (from `asr lm`)")
-    else:
-        lexicon = sorted(read_lexicon(args.lexicon))
     emissions = transcriber.log_probs([u.audio for u in utterances])  # once, for the whole grid
     refs = [u.text for u in utterances]
     greedy = error_rates(refs, decode_all(make_decoder(vocab, DecodeConfig()), emissions, vocab))
@@ -701,10 +673,9 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
     )
     config, report = results[0]
     print(f"best: {_weights(config, rnnlm)} {report.summary()}")
-    if rnnlm is not None and config.rnnlm_weight == 0:
-        rnnlm = None  # it did not help on dev: keep decoding at the n-gram's speed
+    if rnnlm is not None and kept_rnnlm(config, rnnlm) is None:
         print("the recurrent LM did not help on dev: the model keeps the n-gram alone")
-    payload["decoding"] = decoding_section(config, arpa, lexicon, rnnlm)
+    payload["decoding"] = decoding_section(config, arpa, lexicon, kept_rnnlm(config, rnnlm))
     save_checkpoint(args.out, payload)
     print(f"model with LM and tuned weights -> {args.out}", file=sys.stderr)
     return EXIT_OK

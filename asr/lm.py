@@ -38,6 +38,7 @@ from asr.text import Vocab
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 WORD_BOUNDARY = "|"  # the token that ends every lexicon spelling (flashlight/torchaudio style)
 FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)  # lmplz --discount_fallback defaults for D1, D2, D3+
+WORD_LM_ORDER, PIECE_LM_ORDER = 3, 6  # pieces are shorter than words: a piece LM needs a longer history
 
 Ngram = tuple[str, ...]
 
@@ -243,3 +244,28 @@ def read_lexicon(path: str | os.PathLike) -> dict[str, list[str]]:
         if fields:
             lexicon.setdefault(fields[0], fields[1:])
     return lexicon
+
+
+def build_model_lm(texts: list[str], vocab: Vocab | None, out_dir: str | os.PathLike, order: int = 0) -> str:
+    """The n-gram LM a model decodes with, from training texts, into out_dir: for a BPE model an
+    `order`-gram (default PIECE_LM_ORDER) over its pieces (lm.arpa); otherwise over words (default
+    WORD_LM_ORDER), with the lexicon of those words (lexicon.txt). Returns a one-line summary."""
+    os.makedirs(out_dir, exist_ok=True)
+    if vocab is not None and vocab.kind == "bpe":
+        sentences, order, units = piece_sentences(texts, vocab), order or PIECE_LM_ORDER, "pieces"
+    else:
+        sentences, order, units = texts, order or WORD_LM_ORDER, "words"
+        write_lexicon(os.path.join(out_dir, "lexicon.txt"), lm_words(texts))
+    write_arpa(os.path.join(out_dir, "lm.arpa"), sentences, order=order)
+    return f"{order}-gram LM over {len(lm_words(sentences))} {units} from {len(texts)} sentences -> {out_dir}"
+
+
+def read_arpa_text(path: str | os.PathLike) -> str:
+    """An ARPA file's text, for a checkpoint to carry; a file that is not UTF-8 text is an ASRError."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ASRError(f"{path}: not an ARPA language model (ARPA is text; this file is not UTF-8 text "
+                       f"at byte {err.start}); make one with `asr lm`") from None
