@@ -70,6 +70,7 @@ def test_stage_1_imports_validates_and_holds_out_dev_speakers(tmp_path):
     assert "Stage 1: import and validate the corpus" in result.stdout
     assert "Stage 1 done in 0 min" in result.stdout
     assert f"asr: error: {data / 'text'}:3: 'b-rec2-1': empty transcript" in result.stdout
+    assert (exp / f"{tmp_path.name}_blstm").is_dir()  # named after the data (the folder above data/) and the config
     train, dev = read_manifest(exp / "data" / "train.jsonl"), read_manifest(exp / "data" / "dev.jsonl")
     assert len(train) + len(dev) == 3 and dev
     assert {u.speaker for u in train}.isdisjoint({u.speaker for u in dev})
@@ -110,7 +111,7 @@ def test_an4_kaldi_dir_with_segments_runs_end_to_end(tmp_path, an4_dir):
     speaker, name = cut.id.split("-", 1)
     original, _ = sf.read(an4_dir / "wav" / "an4_clstk" / speaker / f"{name}.wav", dtype="int16")
     np.testing.assert_array_equal(sf.read(cut.audio, dtype="int16")[0], original)
-    run = exp / "tiny"
+    run = exp / "corpus_tiny"  # --train .../corpus/data, --config tiny.yaml
     results = (run / "RESULTS.md").read_text()
     assert "| test | beam + LM | 8 |" in results and "| dev | greedy |" in results
     score = json.loads((run / "score_test_greedy.json").read_text())

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Your own corpus end to end, no code: import + validate -> vocab + CMVN + LM -> train -> decode + score -> RESULTS.md
 #
-#   bash recipes/custom/run.sh --train SRC [--dev SRC] [--test SRC] [--exp-dir exp/custom]
+#   bash recipes/custom/run.sh --train SRC [--dev SRC] [--test SRC] [--exp-dir exp/custom] [--name RUN]
 #                              [--config conf/an4_blstm.yaml] [--overrides "train.epochs=20"]
 #                              [--dev-fraction 0.1] [--text normalise|keep] [--stage N] [--stop-stage M]
 #
 # SRC: a Kaldi/ESPnet data directory (wav.scp, text, optional segments and utt2spk) or a .csv/.tsv/.jsonl
 # table of audio path + transcript (see `asr data import --help`). Without --dev, whole speakers of
-# --train are held out as dev (--dev-fraction of its utterances). Problems in the data are reported
+# --train are held out as dev (--dev-fraction of its utterances). The run is <exp-dir>/RUN, by default
+# named after the data and the config: --train ~/corpora/kids/train with conf/an4_blstm.yaml -> kids_blstm. Problems in the data are reported
 # with their file and line, and the affected utterances are left out (the run goes on).
 # Stages: 1 import + validate (manifests), 2 CMVN stats + vocabulary + n-gram LM (training transcripts
 #         only), 3 train, 4 tune the LM weights on dev, decode (greedy, beam, beam + LM) and score.
@@ -24,6 +25,7 @@ overrides=""
 exp=exp/custom
 dev_fraction=0.1
 text_mode=normalise
+run_name=""
 python=${PYTHON:-python}
 
 while [ $# -gt 0 ]; do
@@ -38,7 +40,8 @@ while [ $# -gt 0 ]; do
     --exp-dir) exp=$2; shift 2 ;;
     --dev-fraction) dev_fraction=$2; shift 2 ;;
     --text) text_mode=$2; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    --name) run_name=$2; shift 2 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -56,7 +59,12 @@ resolve_config
 cd "$root"
 
 data=$exp/data
-run_name=$(basename "$config" .yaml)
+if [ -z "$run_name" ]; then  # after the user's data (a split folder's corpus) and the config's model
+  data_name=$(basename "$train_src"); data_name=${data_name%.*}
+  case $data_name in train|training|train_*|data) data_name=$(basename "$(dirname "$train_src")") ;; esac
+  config_name=$(basename "$config" .yaml)
+  run_name=${data_name}_${config_name#an4_}
+fi
 run_dir=$exp/$run_name
 train_split=train
 dev_split=dev
