@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("score", help="WER/CER of hypotheses against references")
     p.add_argument("--ref", required=True, help="JSONL with id and text, or Kaldi-style 'id words...'")
-    p.add_argument("--hyp", required=True, help="same formats as --ref; matched by id")
+    p.add_argument("--hyp", required=True, help="same formats as --ref, or what `asr transcribe` prints (text or "
+                   "jsonl: ids from the audio file names); matched by id; - reads standard input")
     p.add_argument("--json", metavar="PATH", help="also write the scores as JSON")
     p.add_argument("--report", metavar="PATH",
                    help="write an sclite-style report: per-utterance alignment, per-speaker WER, top substitutions")
@@ -513,7 +514,7 @@ def _check_ids_match(ref_path: str, hyp_path: str, refs: dict[str, str], hyps: d
         looks = f" (hypothesis ids look like {next(iter(hyps))!r}, reference ids like {next(iter(refs))!r})"
     raise ASRError(f"{hyp_path}: {matched} of the {len(refs)} ids in {ref_path} have a hypothesis{looks}; "
                    "hypotheses must use the reference ids: `asr decode --manifest` writes the manifest's ids, "
-                   "while `asr transcribe` output uses audio paths")
+                   "`asr transcribe` output is matched by audio file name (an406-fcaw-b.wav -> an406-fcaw-b)")
 
 
 def _warn_missing(hyp_path: str, missing: list[str]) -> None:

@@ -128,14 +128,28 @@ def write_manifest(path: str | os.PathLike, utterances: Sequence[Utterance]) -> 
             f.write(line + "\n")
 
 
-def read_transcripts(path: str | os.PathLike) -> dict[str, str]:
-    """id -> text from a JSONL file ({"id", "text"} per line) or a Kaldi-style text file (`id word word ...`).
+def transcript_id(name: str) -> str:
+    """The id of a transcript named by its audio file (what `asr transcribe` writes): the file's name
+    without folder and extension, as a corpus's manifest names it (an406-fcaw-b.wav -> an406-fcaw-b);
+    any other name is the id itself."""
+    from asr.audio import AUDIO_EXTENSIONS
 
-    The format is detected from the first non-empty line. Raises ManifestError listing bad lines.
+    return Path(name).stem if name.lower().endswith(AUDIO_EXTENSIONS) else name
+
+
+def read_transcripts(path: str | os.PathLike) -> dict[str, str]:
+    """id -> text from a JSONL file ({"id", "text"} per line) or a Kaldi-style text file (`id word word ...`);
+    "-" reads standard input.
+
+    The format is detected from the first non-empty line. What `asr transcribe` prints reads too:
+    JSONL records without an id take it from their "audio" path, and `path<TAB>text` lines from the
+    path (transcript_id). Raises ManifestError listing bad lines.
     """
+    import sys
+
     path = Path(path)
     try:
-        raw_lines = path.read_bytes().splitlines()
+        raw_lines = (sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()).splitlines()
     except OSError as err:
         raise ManifestError(f"{path}: cannot read ({err.strerror})") from None
     lines: list[str] = []
@@ -155,12 +169,16 @@ def read_transcripts(path: str | os.PathLike) -> dict[str, str]:
         if is_jsonl:
             try:
                 record = json.loads(line)
-                utt_id, text = record["id"], record["text"]
+                utt_id = record["id"] if "id" in record or "audio" not in record else transcript_id(record["audio"])
+                text = record["text"]
                 if not isinstance(utt_id, str) or not isinstance(text, str):
                     raise TypeError
             except (json.JSONDecodeError, KeyError, TypeError):
-                problems.append(f"{path}:{number}: expected a JSON object with string fields 'id' and 'text'")
+                problems.append(f"{path}:{number}: expected a JSON object with string fields 'id' (or 'audio') and 'text'")
                 continue
+        elif "\t" in line:  # `asr transcribe`'s path<TAB>text (a path may hold spaces)
+            name, _, text = line.partition("\t")
+            utt_id = transcript_id(name)
         else:
             parts = line.split(maxsplit=1)
             utt_id, text = parts[0], parts[1] if len(parts) > 1 else ""

@@ -23,6 +23,7 @@ from asr.audio import audio_info, load_audio, stream_audio
 from asr.backend import Backend
 from asr.decode import DecodeConfig, Hypothesis, WordTiming, as_numpy, word_timings
 from asr.errors import ASRError
+from asr.manifest import transcript_id
 from asr.paths import printable
 from asr.text import BLANK_ID
 
@@ -306,6 +307,7 @@ def format_transcript(transcript: Transcript, fmt: str) -> str:
         return f"{printable(transcript.audio)}\t{transcript.text}"
     if fmt == "jsonl":
         record = {
+            "id": transcript_id(transcript.audio),  # what `asr score` matches a manifest's ids with
             "audio": transcript.audio,
             "text": transcript.text,
             "words": [{"word": w.word, "start": w.start, "end": w.end, "confidence": w.confidence} for w in transcript.words],

@@ -92,14 +92,14 @@ def write_references(path: Path, count: int) -> list[str]:
 def test_score_refuses_hypotheses_whose_ids_match_no_reference(tmp_path, capsys):
     ref, hyp = tmp_path / "test.jsonl", tmp_path / "hyp.txt"
     write_references(ref, 3)
-    hyp.write_text("".join(f"/audio/u{n}.wav\tYES NO\n" for n in range(1, 4)))  # `asr transcribe` output
+    hyp.write_text("".join(f"/audio/take{n}.wav\tYES NO\n" for n in range(1, 4)))  # other files' transcripts
     assert main(["score", "--ref", str(ref), "--hyp", str(hyp)]) == 1
     out, err = capsys.readouterr()
     assert out == ""
     assert err.splitlines() == [
-        f"asr: error: {hyp}: 0 of the 3 ids in {ref} have a hypothesis (hypothesis ids look like '/audio/u1.wav', "
+        f"asr: error: {hyp}: 0 of the 3 ids in {ref} have a hypothesis (hypothesis ids look like 'take1', "
         "reference ids like 'u1'); hypotheses must use the reference ids: `asr decode --manifest` writes the "
-        "manifest's ids, while `asr transcribe` output uses audio paths"
+        "manifest's ids, `asr transcribe` output is matched by audio file name (an406-fcaw-b.wav -> an406-fcaw-b)"
     ]
 
 
@@ -313,3 +313,25 @@ def test_decoding_options_override_the_models_own_and_nothing_else(form):
     decoding = _transcriber(args).decoding
     assert (decoding.beam_threshold, decoding.word_score) == (3.5, 1.5) != (own.beam_threshold, own.word_score)
     assert (decoding.decoder, decoding.beam_size, decoding.rnnlm_weight) == (own.decoder, own.beam_size, own.rnnlm_weight)
+
+
+def test_what_transcribe_prints_is_scored_by_file_name_as_a_pipe_or_a_file(tmp_path):
+    import shutil
+
+    repo = Path(__file__).resolve().parents[1]
+    audio = tmp_path / "an406-fcaw-b.wav"  # an AN4-style file name: the manifest's id
+    shutil.copy(repo / "examples" / "an4_test_example.wav", audio)
+    ref = tmp_path / "ref.jsonl"
+    ref.write_text(json.dumps({"id": "an406-fcaw-b", "audio": "elsewhere.wav", "duration": 2.4,
+                               "text": "J P E G FOUR"}) + "\n")
+    asr = str(Path(sys.executable).with_name("asr"))
+    for fmt in ("jsonl", "text"):
+        piped = subprocess.run(f"'{asr}' transcribe --format {fmt} '{audio}' | '{asr}' score --ref '{ref}' --hyp -",
+                               shell=True, capture_output=True, encoding="utf-8", timeout=300)
+        assert piped.returncode == 0, piped.stderr
+        assert piped.stdout.splitlines()[0].startswith("WER 20.00%  (1 errors / 5 words")  # J T E G FOUR
+        written = tmp_path / f"hyp.{fmt}"
+        written.write_text(run_asr("transcribe", "--format", fmt, str(audio)).stdout)
+        assert run_asr("score", "--ref", str(ref), "--hyp", str(written)).stdout == piped.stdout
+    record = json.loads((tmp_path / "hyp.jsonl").read_text())
+    assert record["id"] == "an406-fcaw-b" and record["audio"] == str(audio)
