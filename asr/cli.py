@@ -116,8 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "default: the bundled general-English model when installed, else an4")
     p.add_argument("paths", nargs="+", metavar="AUDIO", help="audio files or directories (searched recursively)")
     p.add_argument("--format", choices=["text", "jsonl", "srt", "vtt", "ctm"], default="text",
-                   help="text: 'path<TAB>transcript' per file; jsonl: one JSON object per file with word timings; "
-                        "srt/vtt: subtitles; ctm: one line per word")
+                   help="text: 'path<TAB>transcript' per file; jsonl: one JSON object per file with word timings "
+                        "and confidences; srt/vtt: subtitles; ctm: one line per word. A word's confidence is the "
+                        "mean peak posterior of its characters or pieces: how sure the model is of that spelling "
+                        "among what it can write, not the chance the word was said (speech outside a model's "
+                        "vocabulary, e.g. English read to the AN4 model, can score as high as clean speech)")
     p.add_argument("--output-dir", help="write one file per input here instead of stdout: <name>.txt holding the "
                    "transcript for text, <name>.<format> otherwise (files found under a directory keep their path "
                    "below it)")

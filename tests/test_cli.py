@@ -335,3 +335,8 @@ def test_what_transcribe_prints_is_scored_by_file_name_as_a_pipe_or_a_file(tmp_p
         assert run_asr("score", "--ref", str(ref), "--hyp", str(written)).stdout == piped.stdout
     record = json.loads((tmp_path / "hyp.jsonl").read_text())
     assert record["id"] == "an406-fcaw-b" and record["audio"] == str(audio)
+
+
+def test_the_transcribe_help_says_what_a_confidence_means_and_does_not():
+    help_text = " ".join(run_asr("transcribe", "--help").stdout.split())
+    assert "not the chance the word was said" in help_text and "outside a model's vocabulary" in help_text
