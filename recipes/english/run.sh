@@ -100,6 +100,10 @@ make_manifests() {
 }
 
 general_lm() {  # the general-English LM the model decodes with (stage 4 and the export)
+  if [ -z "$score_lm_dir" ]; then
+    echo "  skipped: the general-English word LM decodes character models; a BPE model decodes with the piece LM of the training transcripts ($units_dir/lm)"
+    return
+  fi
   if [ -f "$score_lm_dir/.done" ]; then
     echo "  already done ($score_lm_dir/lm.arpa)"; return
   fi
@@ -124,6 +128,13 @@ export_model() {
   fi
   $python -m asr export --model "$run_dir/best_lm.pt" --onnx "$run_dir/onnx"
 }
+
+resolve_units
+case $units_dir in
+  */char) ;;
+  *) score_lm_dir=""  # a word LM with a lexicon cannot decode pieces (asr.decode): the piece n-gram instead
+     lm_description="a 6-gram of the training transcripts' BPE pieces (asr lm)" ;;
+esac
 
 run_stage 0 "find AN4 and speechocean762" find_corpora
 run_stage 1 "manifests (speaker-disjoint dev per corpus, weighted training mix)" make_manifests
