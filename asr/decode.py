@@ -50,9 +50,8 @@ class DecodeConfig:
     decoder: str = "greedy"  # greedy | beam (beam uses the model's LM and lexicon when it has them)
     beam_size: int = 50  # hypotheses kept per frame
     beam_size_token: int | None = None  # tokens tried per frame (None: all)
-    # Drop hypotheses scoring this much below the best. 10, not 25: on the 15 clean and degraded AN4
-    # dev copies, three models with their word 3-grams search 2.2-3.5x faster (the word LSTM 1.16x)
-    # for the same mean WER within 0.04 points (bench/beam_threshold.py; 7 starts to cost words).
+    # Drop hypotheses scoring this much below the best: 10 searches faster than 25 for the same WER
+    # (bench/results/beam_threshold.json).
     beam_threshold: float = 10.0
     lm_weight: float = 0.0  # alpha: weight of the n-gram LM log-probability (log10, as KenLM gives it)
     rnnlm_weight: float = 0.0  # weight of the recurrent LM's log-probability (natural log), when there is one
@@ -306,9 +305,9 @@ def _flashlight_decoder(flashlight, dictionary, config: DecodeConfig, tokens: li
 
 def _one_blas_thread():
     """A context in which every loaded BLAS uses one thread (threadpoolctl). A recurrent LM's network
-    step multiplies matrices of tens of rows: a second BLAS thread only adds synchronisation
-    (the AN4 test set with the word LSTM: 4.0 s against 5.4 s on 2 idle cores, several times
-    slower when the cores are busy). The libraries are looked up on each call (well under 1 ms):
+    step multiplies matrices of tens of rows: a second BLAS thread only adds synchronisation, and
+    is worse again when the cores are busy (bench/rnnlm_fusion.py). The libraries are looked up on
+    each call (well under 1 ms):
     one loaded later (scipy's own OpenBLAS, say) is limited too."""
     try:
         from threadpoolctl import threadpool_limits
