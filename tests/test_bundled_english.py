@@ -1,0 +1,30 @@
+"""The bundled general-English model on real read speech it never trained on: speechocean762's test
+speakers (skipped while the model is not installed or the corpus is absent)."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from asr.bundled import BUNDLED
+from asr.corpus import read_corpus
+from asr.loading import load
+from asr.metrics import error_rates
+
+SPEECHOCEAN = Path(os.environ.get("SPEECHOCEAN_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"
+                                  / "speechocean762"))
+CLIPS = 40  # the first utterance of each of 40 test speakers
+GREEDY_BOUND = 0.40  # the issue's greedy target on the whole test set; a few clips vary more, so a bound, not a figure
+
+
+@pytest.mark.skipif(not BUNDLED["english"].available, reason="the general-English model is not bundled yet")
+@pytest.mark.skipif(not (SPEECHOCEAN / "test" / "wav.scp").is_file(), reason=f"no speechocean762 at {SPEECHOCEAN}")
+def test_the_english_model_transcribes_unseen_speakers_under_the_bound():
+    firsts = {}
+    for utt in read_corpus(SPEECHOCEAN / "test").utterances:
+        firsts.setdefault(utt.speaker, utt)
+    clips = list(firsts.values())[:CLIPS]
+    transcriber = load("english", decoder="greedy")
+    heard = {t.audio: t.text for t in transcriber.transcribe([(u.audio, None) for u in clips])}
+    report = error_rates([u.text for u in clips], [heard[u.audio] for u in clips])
+    assert report.wer <= GREEDY_BOUND, report.summary()
