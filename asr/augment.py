@@ -338,8 +338,7 @@ class RirBank:
     def make_all(self, processes: int | None = None) -> None:
         """Simulate every room not made yet, in `processes` forked processes (default: one per CPU
         core, up to the rooms missing; 1: in this process). The same rooms as one at a time: each
-        comes from its own Generator. The default 32 rooms: 17.9 s in one process, 11.4 s in two on
-        the idle 2-core EPYC (the slowest rooms, RT60 near 1 s, bound it)."""
+        comes from its own Generator. Parallel by default because it is faster (bench/results/augment_throughput.json)."""
         missing = [i for i in range(self.size) if i not in self._rooms]
         processes = min(processes or os.cpu_count() or 1, len(missing))
         if processes <= 1 or "fork" not in multiprocessing.get_all_start_methods():

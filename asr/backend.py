@@ -32,7 +32,7 @@ class Backend:
     decoding: DecodeConfig = DecodeConfig()
     lm_arpa: str | None = None  # the n-gram LM, ARPA text
     lexicon: tuple[str, ...] | None = None
-    rnnlm: object | None = None  # a recurrent LM: asr.rnnlm.RecurrentLM or asr.numpy_rnnlm.NumpyLM
+    rnnlm: object | None = None  # a recurrent LM: asr.rnnlm.RecurrentLM or asr.runtime.OnnxLM
     device: str = "cpu"  # what forward runs on, in words
 
     @property

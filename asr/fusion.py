@@ -9,9 +9,11 @@ too), and keeps that affordable:
   history), so hypotheses that share a history share one recurrent state: cached per node.
 - Asking for a child does not run the network. A node's next-unit distribution is computed only
   when a hypothesis ending there is extended, and then for every node still waiting, in one batched
-  step (the LM work of one frame is one matrix product, not one per hypothesis), run in numpy
-  (asr.numpy_rnnlm.NumpyStep; at tens of rows a torch call's fixed cost would dominate) or, in the
-  exported runtime, in onnxruntime (asr.rnnlm_graph, faster again).
+  step (the LM work of one frame is one matrix product, not one per hypothesis). The step is an
+  object given in: initial_states(count) and step(tokens (N,), states (N, layers, parts, H)) ->
+  (log-probs (N, V), new states), numpy in and out; the one network step asr.rnnlm.RNNLM.step,
+  run by torch (asr.rnnlm.TorchStep) or, in the exported runtime, by onnxruntime as its export
+  rnnlm.onnx (asr.runtime.OnnxStep).
   batch=False computes each node alone when it is first extended instead: fewer network steps
   (pruned hypotheses are never run) but one call each; on AN4 the batched form was faster for a
   2 x 256 word LSTM (1.8x, beam 50) and about even for a character LM.
@@ -31,7 +33,7 @@ from collections.abc import Sequence
 import numpy as np
 from flashlight.lib.text.decoder import LM, LMState
 
-from asr.numpy_rnnlm import EOS_ID, NumpyLM
+from asr.numpy_rnnlm import EOS_ID
 
 
 class _Node:
@@ -50,16 +52,17 @@ class _Node:
 class FusedLM(LM):
     """flashlight LM over decoder unit ids (words of the word dictionary, or acoustic tokens).
 
+    step: the recurrent LM's network step (see the module docstring).
     to_lm[i] is the recurrent LM's id for decoder unit i (its UNK where it has none).
     word_ends: decoder unit ids that end a word (the space of a character LM); each, and the end
     of the sentence, earns word_score. ngram: a flashlight KenLM over the same unit ids, or None.
     """
 
-    def __init__(self, lm: NumpyLM, to_lm: Sequence[int], weight: float, ngram=None, ngram_weight: float = 0.0,
+    def __init__(self, step, to_lm: Sequence[int], weight: float, ngram=None, ngram_weight: float = 0.0,
                  word_ends: Sequence[int] = (), word_score: float = 0.0, batch: bool = True) -> None:
         LM.__init__(self)
         self.to_lm, self.weight = list(to_lm), weight
-        self.step = lm.make_step()  # NumpyStep, or the runtime's onnxruntime step
+        self.step = step
         self.batch = batch
         self.ngram, self.ngram_weight = ngram, ngram_weight
         self.bonus = {i: word_score for i in word_ends}

@@ -6,10 +6,12 @@ The acoustic model becomes an ONNX graph with dynamic batch and time axes, expor
 TorchScript-based exporter (`dynamo=False`): torch 2.11's dynamo exporter fails on the recurrent
 layers (data-dependent lengths in reverse_padded), the TorchScript one exports them as ONNX LSTM/
 GRU/RNN nodes that onnxruntime runs as fused kernels, and the graph's log-probs equal the model's
-to ~1e-5 (tests/test_runtime.py). The front end is not in the graph: its level normalisation
+to ~1e-5 (tests/test_runtime.py). A recurrent LM's network step (asr.rnnlm.RNNLM.step, the
+function the torch path's beam search runs too) is exported the same way as rnnlm.onnx, with its
+weights. The front end is not in the graph: its level normalisation
 (top-k level per utterance or per streamed block) is plain numpy in asr.frontend.
 
-Weights: an initializer whose values are all exactly representable in float16 (those of an
+Weights (both graphs): an initializer whose values are all exactly representable in float16 (those of an
 `asr export --fp16` checkpoint, like the bundled model) is stored in float16 and cast to float32
 when the graph loads (onnxruntime folds the cast once), so the file is half the size and computes
 exactly what the checkpoint computes; other weights stay float32. `int8=True` instead applies
@@ -21,6 +23,7 @@ re-running the export reproduces the folder byte for byte.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import tempfile
@@ -35,24 +38,26 @@ from asr.atomic import atomic_write, write_text_atomically
 from asr.checkpoint import model_from_payload, read_checkpoint
 from asr.errors import ASRError
 from asr.lm import lexicon_text
-from asr.numpy_rnnlm import weights_to_bytes
+from asr.rnnlm import RNNLM, StepModule
 from asr.runtime import (
     BUNDLE_FILES, CONFIG_FILE, FORMAT, FORMAT_VERSION, LEXICON_FILE, LM_FILE, MANIFEST_FILE, MODEL_FILE, RNNLM_FILE,
-    RNNLM_GRAPH_FILE, file_sha256,
+    file_sha256,
 )
 
 OPSET = 17  # LayerNormalization is a standard op from opset 17
 TRACE_FRAMES = (90, 61)  # the example batch the graph is traced with (two lengths, so padding is traced too)
+TRACE_ROWS = 3  # the example batch of LM histories the step is traced with
+OLD_FILES = ("rnnlm.bin",)  # format version 1's LM weights: removed from a folder exported again
 
 
 def export_onnx(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, int8: bool = False) -> dict:
     """Write the runtime folder for `checkpoint` into out_dir (created if needed); returns its manifest.
 
     Files: model.onnx, config.json (features, CMVN, vocabulary, frame stacking, decoding),
-    lm.arpa and lexicon.txt when the checkpoint carries an n-gram LM, rnnlm.bin (its weights; the
-    configuration and vocabulary go in config.json) and rnnlm.onnx (its network step, reading
-    rnnlm.bin: asr.rnnlm_graph) when it carries a recurrent LM, and manifest.json (written last:
-    versions, and the size and SHA-256 of every other file).
+    lm.arpa and lexicon.txt when the checkpoint carries an n-gram LM, rnnlm.onnx (its network step
+    with its weights; the configuration and vocabulary go in config.json) when it carries a
+    recurrent LM, and manifest.json (written last: versions, and the size and SHA-256 of every
+    other file).
     """
     try:
         import onnx
@@ -62,13 +67,22 @@ def export_onnx(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, int8:
     loaded = model_from_payload(payload, checkpoint)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for name in (MANIFEST_FILE, *BUNDLE_FILES):  # an old manifest or LM must not outlive this export
+    for name in (MANIFEST_FILE, *BUNDLE_FILES, *OLD_FILES):  # an old manifest or LM must not outlive this export
         (out / name).unlink(missing_ok=True)
 
     with tempfile.TemporaryDirectory(prefix="asr-onnx-") as tmp:
         traced = Path(tmp) / MODEL_FILE
         _trace(loaded.model, loaded.features.n_mels, traced)
         graph = onnx.load(str(traced))
+        if loaded.rnnlm is not None:
+            step = Path(tmp) / RNNLM_FILE
+            _trace_lm_step(loaded.rnnlm.model, step)
+            step_graph = onnx.load(str(step))
+            _store_exact_float16(step_graph)
+            step_graph.producer_name, step_graph.producer_version = "asr", _version("asr")
+            onnx.checker.check_model(step_graph)
+            with atomic_write(out / RNNLM_FILE, binary=True) as f:
+                f.write(step_graph.SerializeToString(deterministic=True))
         if int8:
             import logging
 
@@ -105,20 +119,9 @@ def export_onnx(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, int8:
                      "lexicon": LEXICON_FILE if loaded.lexicon else None},
         "weights": weights,
     }
-    if loaded.rnnlm is not None:  # the recurrent LM's weights as float32 bytes, read back by asr.runtime
-        numpy_lm = loaded.rnnlm.numpy_lm()
-        data, layout = weights_to_bytes(numpy_lm.weights)
-        config["decoding"]["rnnlm"] = {"file": RNNLM_FILE, "step_graph": RNNLM_GRAPH_FILE,
-                                       "config": asdict(numpy_lm.config), "symbols": list(numpy_lm.vocab.symbols),
-                                       "layout": layout}
-        with atomic_write(out / RNNLM_FILE, binary=True) as f:
-            f.write(data)
-        from asr.rnnlm_graph import step_graph  # needs onnx, like the rest of the export
-
-        step = step_graph(numpy_lm.config, layout, RNNLM_FILE)
-        with atomic_write(out / RNNLM_GRAPH_FILE, binary=True) as f:
-            f.write(step.SerializeToString(deterministic=True))
-        onnx.checker.check_model(str(out / RNNLM_GRAPH_FILE))  # by path: its weights are read from rnnlm.bin
+    if loaded.rnnlm is not None:
+        config["decoding"]["rnnlm"] = {"file": RNNLM_FILE, "config": asdict(loaded.rnnlm.config),
+                                       "symbols": list(loaded.rnnlm.vocab.symbols)}
     write_text_atomically(out / CONFIG_FILE, json.dumps(config, indent=1) + "\n")
     if loaded.lm_arpa is not None:
         write_text_atomically(out / LM_FILE, loaded.lm_arpa)
@@ -152,6 +155,23 @@ def _trace(model: torch.nn.Module, n_mels: int, path: Path) -> None:
             input_names=["feats", "feat_lens"], output_names=["log_probs", "out_lens"],
             dynamic_axes={"feats": {0: "batch", 1: "frames"}, "feat_lens": {0: "batch"},
                           "log_probs": {0: "batch", 1: "out_frames"}, "out_lens": {0: "batch"}},
+        )
+
+
+def _trace_lm_step(model: RNNLM, path: Path) -> None:
+    """The LM's step as ONNX: tokens (N,) int64, states (N, layers, parts, H) float32
+    -> log_probs (N, V) float32, new_states (N, layers, parts, H). A copy is traced: tracing a model
+    that has already run left that model computing other values (torch 2.11, nn.LSTM)."""
+    generator = torch.Generator().manual_seed(0)
+    tokens = torch.arange(TRACE_ROWS)
+    states = torch.randn(TRACE_ROWS, model.config.num_layers, model.parts, model.config.hidden_size,
+                         generator=generator)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the LSTM-with-batch-size warning of the TorchScript exporter
+        torch.onnx.export(
+            StepModule(copy.deepcopy(model).eval()), (tokens, states), str(path), dynamo=False, opset_version=OPSET,
+            input_names=["tokens", "states"], output_names=["log_probs", "new_states"],
+            dynamic_axes={name: {0: "n"} for name in ("tokens", "states", "log_probs", "new_states")},
         )
 
 

@@ -131,7 +131,7 @@ def plot_audio(model: str | os.PathLike, audio: str | os.PathLike, out: str | os
     import numpy as np
 
     from asr.audio import load_audio
-    from asr.decode import word_timings
+    from asr.word_timing import word_timings
     from asr.loading import load_backend
     from asr.text import BLANK_ID
 

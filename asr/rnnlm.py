@@ -14,7 +14,9 @@ EOS counted as one word), so a character LM, a word LM and an n-gram read on the
 
 State shapes: a recurrent state is one tensor (num_layers, parts, B, hidden_size), parts = 2 for
 an LSTM (h, c) and 1 for a GRU or a plain RNN, so a batch of states is indexed and stacked along
-dimension 2.
+dimension 2. The decoding step (RNNLM.step, the one network step beam search runs: TorchStep here,
+its ONNX export `rnnlm.onnx` in the runtime, asr.onnx_export) takes and returns states batch-first,
+(N, num_layers, parts, hidden_size), as numpy holds them in asr.fusion.
 """
 
 from __future__ import annotations
@@ -28,12 +30,13 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from asr.atomic import atomic_write
 from asr.errors import ASRError
-from asr.numpy_rnnlm import EOS, EOS_ID, UNK, UNK_ID, LMVocab, NumpyLM, RNNLMConfig
+from asr.numpy_rnnlm import EOS, EOS_ID, UNK, UNK_ID, LMVocab, RNNLMConfig
 from asr.text import Vocab, normalise_text
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}  # the torch layer of each of CELL_NAMES
@@ -160,6 +163,42 @@ class RNNLM(nn.Module):
             x = self.dropout(x) if self.training else x
         return self.out(x), torch.stack(new_states)
 
+    def step(self, tokens: torch.Tensor, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The decoding step: tokens (N,) int64, states (N, layers, parts, H) -> (log-probs of the next
+        symbol (N, V), new states (N, layers, parts, H)). TorchStep runs it; asr.onnx_export exports it."""
+        logits, state = self(tokens.unsqueeze(1), states.permute(1, 2, 0, 3))
+        return torch.log_softmax(logits[:, 0].float(), dim=-1), state.permute(2, 0, 1, 3)
+
+
+class StepModule(nn.Module):
+    """RNNLM.step as a module's forward, for torch.onnx.export."""
+
+    def __init__(self, model: RNNLM) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: torch.Tensor, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.step(tokens, states)
+
+
+class TorchStep:
+    """The step beam search calls (asr.fusion) in the torch path, numpy in and out:
+    __call__(tokens (N,) int, states (N, layers, parts, H) float32) -> (log-probs (N, V), new states).
+    The runtime's asr.runtime.OnnxStep runs the same function exported."""
+
+    def __init__(self, model: RNNLM) -> None:
+        self.model = model.eval()
+        self.shape = (model.config.num_layers, model.parts, model.config.hidden_size)
+
+    def initial_states(self, count: int) -> np.ndarray:
+        return np.zeros((count, *self.shape), dtype=np.float32)
+
+    def __call__(self, tokens: np.ndarray, states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with torch.inference_mode():
+            log_probs, new_states = self.model.step(torch.from_numpy(np.asarray(tokens, dtype=np.int64)),
+                                                    torch.from_numpy(np.ascontiguousarray(states, dtype=np.float32)))
+            return log_probs.numpy(), new_states.contiguous().numpy()
+
 
 # ---------------------------------------------------------------------------------------------
 # A trained LM: network + vocabulary, saved as one file
@@ -204,10 +243,9 @@ class RecurrentLM:
         model.eval()
         return cls(model, vocab)
 
-    def numpy_lm(self) -> NumpyLM:
-        """The same LM as plain numpy data (for NumpyStep and the torch-free runtime)."""
-        weights = {k: v.detach().float().cpu().numpy() for k, v in self.model.state_dict().items()}
-        return NumpyLM(self.config, self.vocab, weights)
+    def make_step(self) -> TorchStep:
+        """The network step beam search calls (asr.fusion)."""
+        return TorchStep(self.model)
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor, state: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -35,9 +35,8 @@ class TrainConfig:
     seed: int = 1
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # bf16 autocast on CUDA; on the CPU see cpu_amp
-    cpu_amp: bool = False  # bf16 autocast on the CPU too: about 1.2x the fp32 training throughput on a CPU with
-    # AMX (Intel Xeon 4th generation and later; bench/results/train_throughput_cpu_bf16.json), same WER within
-    # seed noise; on a CPU without bf16 instructions the trainer says so and stays in fp32
+    cpu_amp: bool = False  # bf16 autocast on the CPU too: worth it only on AMX CPUs (bench/results/train_throughput_cpu_bf16.json);
+    # without bf16 instructions the trainer says so and stays in fp32
     threads: int = 0  # CPU threads for torch; 0 = torch's default
     num_workers: int = 0  # DataLoader workers: 0 with cached features; several without
     cache_features: bool = True  # compute features once and hold them in memory (small corpora)

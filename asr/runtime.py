@@ -8,14 +8,14 @@ An exported model is a folder (written by `asr export --onnx`, asr.onnx_export):
     config.json     feature config, CMVN stats, vocabulary, frame stacking, decoding settings
     lm.arpa         the n-gram LM for beam search (when the model has one)
     lexicon.txt     the words the LM may spell, in flashlight's lexicon format (character models)
-    rnnlm.bin       a recurrent LM's weights, float32 (when the model decodes with one; its
-                    configuration, vocabulary and weight layout are in config.json)
-    rnnlm.onnx      that LM's network step as an ONNX graph whose weights are rnnlm.bin's (ONNX
-                    external data; asr.rnnlm_graph): beam search runs it in onnxruntime, faster
-                    than numpy. A folder exported without it steps the LM in numpy.
+    rnnlm.onnx      a recurrent LM's network step with its weights (when the model decodes with
+                    one; its configuration and vocabulary are in config.json): tokens (N,) int64,
+                    states (N, layers, parts, H) float32 -> log_probs (N, V), new_states; the torch
+                    LM's step (asr.rnnlm.RNNLM.step) exported, which beam search runs in onnxruntime
     manifest.json   format version, the versions it was exported with, size and SHA-256 of each file
 
-`load_exported` checks every file against the manifest before anything runs, so a corrupted or
+Format version 2; version 1 (LM weights in a separate rnnlm.bin) is refused with a line saying to
+export again. `load_exported` checks every file against the manifest before anything runs, so a corrupted or
 incomplete folder fails at once with one line naming the file, and gives an ExportedModel: the
 asr.backend.Backend whose forward pass is onnxruntime's, which asr.transcribe.Transcriber runs
 like a checkpoint (the same front end, batching, long-file streaming, decoding, word times, notes
@@ -37,15 +37,15 @@ from asr.backend import Backend
 from asr.decode import DecodeConfig
 from asr.errors import ASRError
 from asr.frontend import Cmvn, FeatureConfig
-from asr.numpy_rnnlm import LMVocab, NumpyLM, RNNLMConfig, weights_from_bytes
+from asr.numpy_rnnlm import LMVocab, RNNLMConfig
 from asr.text import Vocab
 
 FORMAT = "asr-onnx"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the recurrent LM's weights are in rnnlm.onnx (version 1 had rnnlm.bin)
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE, CONFIG_FILE, LM_FILE, LEXICON_FILE = "model.onnx", "config.json", "lm.arpa", "lexicon.txt"
-RNNLM_FILE, RNNLM_GRAPH_FILE = "rnnlm.bin", "rnnlm.onnx"
-BUNDLE_FILES = (MODEL_FILE, CONFIG_FILE, LM_FILE, LEXICON_FILE, RNNLM_FILE, RNNLM_GRAPH_FILE)  # those a folder can hold (LMs and lexicon optional)
+RNNLM_FILE = "rnnlm.onnx"
+BUNDLE_FILES = (MODEL_FILE, CONFIG_FILE, LM_FILE, LEXICON_FILE, RNNLM_FILE)  # those a folder can hold (LMs and lexicon optional)
 REQUIRED_FILES = (MODEL_FILE, CONFIG_FILE)
 
 
@@ -92,6 +92,10 @@ def verify_export(folder: str | os.PathLike) -> dict:
         raise ExportError(f"{manifest_path}: missing: {folder} is not a complete exported model "
                           "(make one with `asr export --model MODEL.pt --onnx DIR`)")
     manifest = _read_json(manifest_path)
+    version = manifest.get("format_version")
+    if manifest.get("format") == FORMAT and isinstance(version, int) and version < FORMAT_VERSION:
+        raise ExportError(f"{folder}: an exported model of format version {version}, older than this toolkit "
+                          f"reads ({FORMAT_VERSION}); re-export it: `asr export --model MODEL.pt --onnx {folder}`")
     if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
         raise ExportError(f"{manifest_path}: format {manifest.get('format')!r} version "
                           f"{manifest.get('format_version')!r}; this toolkit reads {FORMAT!r} version {FORMAT_VERSION}")
@@ -127,10 +131,9 @@ def load_exported(folder: str | os.PathLike, threads: int | None = None) -> Expo
         lm_name, lexicon_name = section.get("lm"), section.get("lexicon")
         rnnlm_section = section.get("rnnlm")
         rnnlm_name = rnnlm_section["file"] if rnnlm_section else None
-        graph_name = rnnlm_section.get("step_graph") if rnnlm_section else None
     except (KeyError, TypeError, ValueError, ASRError) as err:
         raise ExportError(f"{config_path}: bad or incomplete configuration ({type(err).__name__}: {err})") from None
-    for name in (lm_name, lexicon_name, rnnlm_name, graph_name):
+    for name in (lm_name, lexicon_name, rnnlm_name):
         if name is not None and name not in manifest["files"]:
             raise ExportError(f"{config_path}: names {name}, which {MANIFEST_FILE} does not list")
     lm_arpa = (folder / lm_name).read_text(encoding="utf-8") if lm_name else None
@@ -140,45 +143,41 @@ def load_exported(folder: str | os.PathLike, threads: int | None = None) -> Expo
 
         lexicon = tuple(read_lexicon(folder / lexicon_name))
     rnnlm = _rnnlm(folder, config_path, rnnlm_section) if rnnlm_section else None
-    if graph_name is not None:
-        # One thread: the step's products are small, and a second pool of spinning onnxruntime
-        # threads beside the acoustic model's made whole runs slower, not faster.
-        rnnlm = GraphLM(rnnlm.config, rnnlm.vocab, rnnlm.weights, _session(folder / graph_name, 1))
     return ExportedModel(
         path=str(folder), session=_session(folder / MODEL_FILE, threads), features=features, cmvn=cmvn,
         vocab=vocab, frame_stack=frame_stack, decoding=decoding, lm_arpa=lm_arpa, lexicon=lexicon, rnnlm=rnnlm,
     )
 
 
-def _rnnlm(folder: Path, config_path: Path, section: dict) -> NumpyLM:
-    """The recurrent LM of config.json's decoding section, its weights read from section["file"]."""
+def _rnnlm(folder: Path, config_path: Path, section: dict) -> OnnxLM:
+    """The recurrent LM of config.json's decoding section, its step graph section["file"] in an
+    onnxruntime session."""
     try:
         config = _dataclass(RNNLMConfig, section["config"])
         vocab = LMVocab(config.units, tuple(section["symbols"]))
-        layout = section["layout"]
     except (KeyError, TypeError, ValueError, ASRError) as err:
         raise ExportError(f"{config_path}: bad recurrent LM section ({type(err).__name__}: {err})") from None
-    path = folder / section["file"]
-    try:
-        weights = weights_from_bytes(path.read_bytes(), layout)
-    except (TypeError, ValueError) as err:
-        raise ExportError(f"{path}: does not hold the weights {CONFIG_FILE} describes ({err})") from None
-    return NumpyLM(config, vocab, weights)
+    # One thread: the step's products are small, and a second pool of spinning onnxruntime
+    # threads beside the acoustic model's made whole runs slower, not faster.
+    return OnnxLM(config, vocab, _session(folder / section["file"], 1))
 
 
 @dataclass(frozen=True)
-class GraphLM(NumpyLM):
+class OnnxLM:
     """A recurrent LM whose network step runs in onnxruntime (the folder's rnnlm.onnx)."""
 
-    session: object = None  # onnxruntime.InferenceSession of the step graph
+    config: RNNLMConfig
+    vocab: LMVocab
+    session: object  # onnxruntime.InferenceSession of the step graph
 
     def make_step(self) -> OnnxStep:
-        return OnnxStep(self.session, self.config.num_layers, self.parts, self.config.hidden_size)
+        parts = 2 if self.config.cell == "lstm" else 1
+        return OnnxStep(self.session, self.config.num_layers, parts, self.config.hidden_size)
 
 
 class OnnxStep:
-    """asr.numpy_rnnlm.NumpyStep's interface over the step graph:
-    __call__(tokens (N,) int, states (N, layers, parts, H) float32 or None) -> (log-probs (N, V), new states)."""
+    """The step beam search calls (asr.fusion), over rnnlm.onnx (asr.rnnlm.RNNLM.step, exported):
+    __call__(tokens (N,) int, states (N, layers, parts, H) float32) -> (log-probs (N, V), new states)."""
 
     def __init__(self, session, layers: int, parts: int, hidden: int) -> None:
         self.session, self.shape = session, (layers, parts, hidden)
@@ -186,9 +185,7 @@ class OnnxStep:
     def initial_states(self, count: int) -> np.ndarray:
         return np.zeros((count, *self.shape), dtype=np.float32)
 
-    def __call__(self, tokens: np.ndarray, states: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        if states is None:
-            states = self.initial_states(len(tokens))
+    def __call__(self, tokens: np.ndarray, states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         log_probs, new_states = self.session.run(None, {"tokens": np.asarray(tokens, dtype=np.int64),
                                                         "states": np.ascontiguousarray(states, dtype=np.float32)})
         return log_probs, new_states

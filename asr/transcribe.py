@@ -21,7 +21,8 @@ import numpy as np
 
 from asr.audio import audio_info, load_audio, stream_audio
 from asr.backend import Backend
-from asr.decode import DecodeConfig, Hypothesis, WordTiming, as_numpy, word_timings
+from asr.decode import DecodeConfig, Hypothesis, as_numpy
+from asr.word_timing import WordTiming, word_timings
 from asr.errors import ASRError
 from asr.manifest import transcript_id
 from asr.paths import printable

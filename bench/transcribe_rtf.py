@@ -227,7 +227,7 @@ def warm(name: str, model_path: str, ordered: list[str], refs: dict[str, str], a
     """End-to-end in-process time over files `ordered` by length (median of repeats after a
     warm-up pass), then the same work split into feature, model and decode time."""
     from asr.checkpoint import load_model
-    from asr.decode import word_timings
+    from asr.word_timing import word_timings
     from asr.transcribe import Transcriber
 
     loaded = load_model(model_path)

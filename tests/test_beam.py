@@ -10,8 +10,10 @@ import threading
 import pytest
 import torch
 
-import asr.decode
-from asr.decode import BeamSearchDecoder, DecodeConfig, Hypothesis, greedy_search, make_decoder, word_timings
+import asr.beam_search
+from asr.beam_search import BeamSearchDecoder
+from asr.decode import DecodeConfig, Hypothesis, greedy_search, make_decoder
+from asr.word_timing import word_timings
 from asr.errors import ASRError
 from asr.lm import build_arpa
 from asr.text import Vocab
@@ -100,7 +102,7 @@ def test_native_output_of_a_failed_load_is_in_the_error(monkeypatch):
         os.write(2, b"Reading lm.arpa\nkenlm: 3-gram section is empty\n")  # as C++ code writes it
         raise RuntimeError("lm/read_arpa.cc:99 in ReadNGram threw FormatLoadException.\nbad n-gram line")
 
-    monkeypatch.setattr(asr.decode, "_flashlight_decoder", failing_decoder)
+    monkeypatch.setattr(asr.beam_search, "_flashlight_decoder", failing_decoder)
     with pytest.raises(ASRError, match=r"^lm\.arpa: cannot load the beam-search LM or lexicon "
                                        r"\(bad n-gram line; kenlm: 3-gram section is empty\)$"):
         BeamSearchDecoder(VOCAB, DecodeConfig(decoder="beam"), build_arpa(["CAT"]), ["CAT"], lm_source="lm.arpa")
@@ -108,8 +110,9 @@ def test_native_output_of_a_failed_load_is_in_the_error(monkeypatch):
 
 LOAD_WITH_COMPANY = """
 import os, threading
-import asr.decode as decoder
-from asr.decode import BeamSearchDecoder, DecodeConfig
+import asr.beam_search as decoder
+from asr.beam_search import BeamSearchDecoder
+from asr.decode import DecodeConfig
 from asr.lm import build_arpa
 from asr.text import Vocab
 

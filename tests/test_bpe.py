@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from asr.checkpoint import checkpoint_payload, load_model, save_checkpoint
-from asr.decode import BeamSearchDecoder, DecodeConfig, Hypothesis, greedy_search, word_timings
+from asr.beam_search import BeamSearchDecoder
+from asr.decode import DecodeConfig, Hypothesis, greedy_search
+from asr.word_timing import word_timings
 from asr.errors import ASRError
 from asr.frontend import Cmvn, FeatureConfig
 from asr.lm import build_arpa, check_piece_lm, piece_sentences

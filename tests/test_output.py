@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from asr.decode import WordTiming
+from asr.word_timing import WordTiming
 from asr.transcribe import Transcript, format_output_file, format_transcript, subtitle_cues
 
 WORDS = (

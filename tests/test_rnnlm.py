@@ -13,7 +13,7 @@ from asr.checkpoint import checkpoint_payload, decoding_section, model_from_payl
 from asr.decode import DecodeConfig, make_decoder
 from asr.errors import ASRError
 from asr.frontend import Cmvn, FeatureConfig
-from asr.decode import WORD_BOUNDARY
+from asr.lm import WORD_BOUNDARY
 from asr.fusion import FusedLM
 from asr.lm import build_arpa, read_arpa
 from asr.model import AcousticModel, ModelConfig
@@ -21,7 +21,6 @@ from asr.rnnlm import (
     EOS_ID, LMVocab, RecurrentLM, RNNLM, RNNLMConfig, RNNLMTrainConfig, batchify, bptt_chunks, load_lm,
     ngram_perplexity, read_lm_text, save_lm, stream_ids, train_rnnlm,
 )
-from asr.numpy_rnnlm import NumpyStep
 from asr.text import Vocab
 from torchaudio.models.decoder import ctc_decoder
 
@@ -141,7 +140,7 @@ def test_cached_batched_scores_equal_scoring_each_history_from_scratch(cat_lms):
             asked.append((histories[state], to_lm[unit], score))
             return child, score
 
-    recording = Recording(lm.numpy_lm(), to_lm, weight=1.0)
+    recording = Recording(lm.make_step(), to_lm, weight=1.0)
     torch.manual_seed(0)
     log_probs = torch.randn(1, 12, len(vocab)).log_softmax(-1)
     tokens = [WORD_BOUNDARY if t == " " else t for t in vocab.tokens]
@@ -157,17 +156,13 @@ def test_cached_batched_scores_equal_scoring_each_history_from_scratch(cat_lms):
         assert score == pytest.approx(float(expected), abs=1e-4)
 
 
-@pytest.mark.parametrize("table", [True, False], ids=["input-table", "input-matmul"])
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_numpy_step_matches_the_torch_network(cell, table, monkeypatch):
-    if not table:  # a vocabulary too large for the first layer's precomputed input table
-        monkeypatch.setattr("asr.numpy_rnnlm.TABLE_MAX_FLOATS", 0)
+def test_the_decoding_step_matches_the_torch_network(cell):
     torch.manual_seed(0)
     lm = RecurrentLM(RNNLM(tiny("word", cell, layer_norm=True), 12).eval(), LMVocab("word", ("</s>", "<unk>", *"ABCDEFGHIJ")))
     tokens, state = torch.tensor([3, 0, 7]), torch.randn(1, lm.model.parts, 3, 32)
     expected, expected_state = lm.step(tokens, state)
-    step = NumpyStep(lm.numpy_lm())
-    assert (step.first_input is not None) == table
+    step = lm.make_step()
     got, got_state = step(tokens.numpy(), state.permute(2, 0, 1, 3).numpy().copy())
     assert torch.allclose(torch.from_numpy(got), expected, atol=1e-5)
     assert torch.allclose(torch.from_numpy(got_state), expected_state.permute(2, 0, 1, 3), atol=1e-5)
@@ -285,16 +280,16 @@ def test_lm_command_trains_reports_both_perplexities_and_samples(tmp_path, capsy
 def test_fused_beam_search_runs_the_lm_steps_with_one_blas_thread(cat_lms, monkeypatch):
     from threadpoolctl import threadpool_info
 
-    import asr.numpy_rnnlm
+    import asr.rnnlm
 
     threads_seen = []
-    step = asr.numpy_rnnlm.NumpyStep.__call__
+    step = asr.rnnlm.TorchStep.__call__
 
     def recording(self, tokens, states):
         threads_seen.append({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
         return step(self, tokens, states)
 
-    monkeypatch.setattr(asr.numpy_rnnlm.NumpyStep, "__call__", recording)
+    monkeypatch.setattr(asr.rnnlm.TorchStep, "__call__", recording)
     vocab = Vocab.from_texts(["THE CAT SAT HAT"])
     decode = make_decoder(vocab, DecodeConfig(decoder="beam", beam_size=5, rnnlm_weight=0.5), rnnlm=cat_lms["char"])
     torch.manual_seed(0)
@@ -311,7 +306,7 @@ def test_batched_and_one_at_a_time_scoring_find_the_same_hypothesis(cat_lms):
     log_probs = (3 * torch.randn(2, 30, len(vocab))).log_softmax(-1)
     found = {}
     for batch in (True, False):
-        fused = FusedLM(lm.numpy_lm(), to_lm, weight=0.7, word_ends=[vocab.separator_id], word_score=0.5, batch=batch)
+        fused = FusedLM(lm.make_step(), to_lm, weight=0.7, word_ends=[vocab.separator_id], word_score=0.5, batch=batch)
         search = ctc_decoder(lexicon=None, tokens=tokens, lm=fused, beam_size=10, lm_weight=1.0,
                              blank_token=vocab.tokens[0], sil_token=WORD_BOUNDARY)
         results = search(log_probs, torch.tensor([30, 25]))
@@ -347,7 +342,7 @@ def test_tune_lm_attaches_a_recurrent_lm_that_transcribe_then_uses(overfit_model
     assert result.stdout.split("\t", 1)[1].strip() == first.text
     exported = run_asr("export", "--model", str(out), "--onnx", str(tmp_path / "onnx"))  # the LM goes along
     assert exported.returncode == 0, exported.stderr
-    assert (tmp_path / "onnx" / "rnnlm.bin").is_file()
+    assert (tmp_path / "onnx" / "rnnlm.onnx").is_file()
     result = run_asr("transcribe", "--model", str(tmp_path / "onnx"), first.audio)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\t", 1)[1].strip() == first.text

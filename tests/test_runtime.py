@@ -21,7 +21,6 @@ from asr.audio import load_audio
 from asr.checkpoint import batch_log_probs, load_model
 from asr.cli import BUNDLED_CHECKPOINT, BUNDLED_MODEL
 from asr.metrics import error_rates
-from asr.numpy_rnnlm import NumpyStep
 from asr.onnx_export import export_onnx
 from asr.runtime import ExportError, OnnxStep, file_sha256, load_exported, verify_export
 from asr.transcribe import Transcriber
@@ -81,7 +80,7 @@ def test_export_is_reproducible_and_its_manifest_lists_every_file(exported, tmp_
     manifest = json.loads((exported / "manifest.json").read_text())
     assert manifest["source"]["sha256"] == file_sha256(BUNDLED_CHECKPOINT)
     assert set(manifest["files"]) == {p.name for p in exported.iterdir()} - {"manifest.json"}
-    assert {"model.onnx", "config.json", "rnnlm.bin", "rnnlm.onnx"} <= set(manifest["files"])  # the word LSTM too
+    assert {"model.onnx", "config.json", "rnnlm.onnx"} <= set(manifest["files"])  # the word LSTM too, weights included
     assert manifest["exported_with"]["torch"] == torch.__version__.split("+")[0]
     again = tmp_path / "again"
     export_onnx(BUNDLED_CHECKPOINT, again)
@@ -233,9 +232,8 @@ def flip_a_byte(path: Path) -> None:
 
 @pytest.mark.parametrize("damage, named, problem", [
     (lambda f: flip_a_byte(f / "model.onnx"), "model.onnx", "does not match its checksum in manifest.json"),
-    (lambda f: flip_a_byte(f / "rnnlm.bin"), "rnnlm.bin", "does not match its checksum"),
-    (lambda f: (f / "rnnlm.bin").unlink(), "rnnlm.bin", "missing (listed in manifest.json)"),
     (lambda f: flip_a_byte(f / "rnnlm.onnx"), "rnnlm.onnx", "does not match its checksum"),
+    (lambda f: (f / "rnnlm.onnx").unlink(), "rnnlm.onnx", "missing (listed in manifest.json)"),
     (lambda f: (f / "manifest.json").unlink(), "manifest.json", "missing"),
     (lambda f: (f / "manifest.json").write_text("{"), "manifest.json", "not readable JSON"),
 ])
@@ -262,24 +260,18 @@ def test_a_config_that_matches_its_checksum_but_not_the_format_is_named(exported
         load_exported(folder)
 
 
-def test_a_folder_exported_before_the_lm_step_graph_steps_its_lm_in_numpy(exported, tmp_path):
-    def drop_the_step_graph(folder: Path) -> None:  # what `asr export --onnx` wrote before rnnlm.onnx existed
-        config = json.loads((folder / "config.json").read_text())
-        del config["decoding"]["rnnlm"]["step_graph"]
-        (folder / "config.json").write_text(json.dumps(config))
-        (folder / "rnnlm.onnx").unlink()
+def test_a_folder_of_the_older_format_is_one_line_saying_to_export_it_again(exported, tmp_path):
+    def make_it_version_1(folder: Path) -> None:  # version 1 kept the LM's weights in rnnlm.bin
         manifest = json.loads((folder / "manifest.json").read_text())
-        del manifest["files"]["rnnlm.onnx"]
-        manifest["files"]["config.json"] = {"bytes": (folder / "config.json").stat().st_size,
-                                            "sha256": file_sha256(folder / "config.json")}
+        manifest["format_version"] = 1
         (folder / "manifest.json").write_text(json.dumps(manifest))
 
-    older = load_exported(damaged_copy(exported, tmp_path, drop_the_step_graph))
-    assert isinstance(older.rnnlm.make_step(), NumpyStep)
-    newer = load_exported(exported)
-    assert isinstance(newer.rnnlm.make_step(), OnnxStep)
-    texts = [next(Transcriber(model).transcribe([(str(EXAMPLE), None)])).text for model in (older, newer)]
-    assert texts[0] == texts[1]
+    folder = damaged_copy(exported, tmp_path, make_it_version_1)
+    result = run_asr("transcribe", "--model", str(folder), str(EXAMPLE))
+    assert result.returncode == 1 and result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"asr: error: {folder}: an exported model of format version 1") and "asr export" in line
+    assert f"--onnx {folder}" in line
 
 
 def test_decode_runs_an_exported_folder_without_torch(tmp_path):
@@ -330,12 +322,13 @@ def test_a_model_with_a_recurrent_lm_exports_and_decodes_the_same_without_torch(
     export_onnx(tmp_path / "model.pt", tmp_path / "onnx")
 
     exported = load_exported(tmp_path / "onnx")
-    assert {"rnnlm.bin", "rnnlm.onnx"} <= set(verify_export(tmp_path / "onnx")["files"])
+    assert "rnnlm.onnx" in verify_export(tmp_path / "onnx")["files"]
     assert exported.rnnlm.vocab == lm.vocab and exported.rnnlm.config == lm.config
     assert isinstance(exported.rnnlm.make_step(), OnnxStep)  # beam search steps the LM in onnxruntime
-    expected_weights = lm.numpy_lm().weights
-    assert set(exported.rnnlm.weights) == set(expected_weights)
-    assert all(np.array_equal(exported.rnnlm.weights[k], v) for k, v in expected_weights.items())
+    rng = np.random.default_rng(0)
+    tokens, states = rng.integers(0, len(lm.vocab), 7), rng.standard_normal((7, 1, 2, 32)).astype(np.float32)
+    for got, want in zip(exported.rnnlm.make_step()(tokens, states), lm.make_step()(tokens, states)):
+        assert np.abs(got - want).max() < 1e-5  # the torch path's step, exported
     (expected,) = Transcriber(load_model(tmp_path / "model.pt")).transcribe([(str(EXAMPLE), None)])
     result = run_cli_reporting_imports("transcribe", "--model", str(tmp_path / "onnx"), str(EXAMPLE))
     assert result.returncode == 0, result.stderr
