@@ -124,7 +124,7 @@ class BeamSearchDecoder:
                                               dict_path, lm=self.lm, **self.ends)
 
     def __call__(self, log_probs, out_lens) -> list[Hypothesis]:
-        if self.fused:  # the recurrent LM's numpy steps: see _one_blas_thread
+        if self.fused:  # the recurrent LM's small steps: see _one_blas_thread
             with _one_blas_thread():
                 return self._decode(log_probs, out_lens)
         return self._decode(log_probs, out_lens)

@@ -677,9 +677,10 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
     )
     config, report = results[0]
     print(f"best: {_weights(config, rnnlm)} {report.summary()}")
-    if rnnlm is not None and kept_rnnlm(config, rnnlm) is None:
+    kept = kept_rnnlm(config, rnnlm)
+    if rnnlm is not None and kept is None:
         print("the recurrent LM did not help on dev: the model keeps the n-gram alone")
-    payload["decoding"] = decoding_section(config, arpa, lexicon, kept_rnnlm(config, rnnlm))
+    payload["decoding"] = decoding_section(config, arpa, lexicon, kept)
     save_checkpoint(args.out, payload)
     print(f"model with LM and tuned weights -> {args.out}", file=sys.stderr)
     return EXIT_OK

@@ -12,7 +12,7 @@ What beam search scores:
   not used. A lexicon decoder over pieces cannot absorb a word's last piece repeated over several
   frames (flashlight leaves a word at its last token), which a character model avoids with " ".
 
-- A recurrent LM (asr.rnnlm, or asr.numpy_rnnlm without torch) fuses through flashlight's LM
+- A recurrent LM (asr.rnnlm; its exported step in the torch-free runtime) fuses through flashlight's LM
   interface, as torchaudio's custom LMs do (asr.fusion): a word
   LM with the lexicon decoder (its words are the lexicon), optionally log-linear with the word
   n-gram, log P_ctc + rnnlm_weight * ln P_rnn + lm_weight * log10 P_ngram + word_score * words;

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -145,8 +146,6 @@ def read_transcripts(path: str | os.PathLike) -> dict[str, str]:
     JSONL records without an id take it from their "audio" path, and `path<TAB>text` lines from the
     path (transcript_id). Raises ManifestError listing bad lines.
     """
-    import sys
-
     path = Path(path)
     try:
         raw_lines = (sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()).splitlines()
