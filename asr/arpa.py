@@ -397,3 +397,83 @@ def write_arpa_lm(path: str | os.PathLike, lm: BackoffLM, digits: int = 6) -> in
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     write_text_atomically(path, text)
     return len(text.encode("utf-8"))
+
+
+# -- sampling ------------------------------------------------------------------------------------
+
+MAX_REDRAWS = 200  # back-off redraws of one word before the last draw is kept (a non-normalised model)
+
+
+def sample_sentences(lm: BackoffLM, count: int, rng: np.random.Generator, max_words: int = 40) -> list[str]:
+    """`count` sentences drawn from the model, word by word from p(w | the last N-1 words) after
+    `<s>` until `</s>` (or `max_words` words), back-off included; `<unk>` is drawn like any word.
+
+    Each draw is exact for a normalised model: with the probability mass m(h) of the n-grams
+    listed after the context h, one of them (in proportion to its probability); otherwise a
+    draw from p(w | h') (h less its first word, recursively) redrawn while the word is one of
+    those listed after h, since bo(h) p(w | h') is the probability of exactly the words not
+    listed there. Sentences are drawn in parallel, one word position at a time. A sentence
+    that reaches max_words ends there."""
+    if count < 1:
+        return []
+    sampler = _Sampler(lm)
+    bos, eos = lm._index.get(BOS, -1), lm._index[EOS]
+    history = np.full((count, max(lm.order - 1, 0)), -1, dtype=np.int64)
+    if lm.order > 1:
+        history[:, -1] = bos
+    words: list[list[int]] = [[] for _ in range(count)]
+    active = np.arange(count)
+    for _ in range(max_words):
+        drawn = sampler.draw(lm.order, history[active], rng)
+        ended = drawn == eos
+        for i, w in zip(active[~ended].tolist(), drawn[~ended].tolist()):
+            words[i].append(w)
+        active, drawn = active[~ended], drawn[~ended]
+        if not len(active):
+            break
+        if lm.order > 1:
+            history[active] = np.concatenate([history[active, 1:], drawn[:, None]], axis=1)
+    return [" ".join(lm.words[w] for w in sentence) for sentence in words]
+
+
+class _Sampler:
+    """Draws next words for many contexts at once (see `sample_sentences`)."""
+
+    def __init__(self, lm: BackoffLM) -> None:
+        self.lm = lm
+        self.cum = [None] + [np.concatenate([[0.0], np.cumsum(10.0 ** lm.logp[n])]) for n in range(1, lm.order + 1)]
+        unigram = np.where(predicted_mask(lm), 10.0 ** lm.logp[1], 0.0)
+        self.unigram_cum = np.cumsum(unigram / unigram.sum())
+
+    def draw(self, n: int, contexts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """One word after each row of `contexts` (the last n-1 words, -1 for none) at order n."""
+        if n == 1 or contexts.shape[1] == 0:
+            pick = np.searchsorted(self.unigram_cum, rng.random(len(contexts)) * self.unigram_cum[-1], side="right")
+            return np.minimum(pick, len(self.unigram_cum) - 1)
+        contexts = contexts[:, -(n - 1):]
+        lo, hi = self._successors(n, contexts)
+        mass = self.cum[n][hi] - self.cum[n][lo]
+        u = rng.random(len(contexts))
+        out = np.empty(len(contexts), dtype=np.int64)
+        listed = u < mass
+        if listed.any():
+            row = np.searchsorted(self.cum[n], self.cum[n][lo[listed]] + u[listed], side="right") - 1
+            out[listed] = self.lm.grams[n][np.clip(row, lo[listed], hi[listed] - 1), -1]
+        pending = np.flatnonzero(~listed)
+        for _ in range(MAX_REDRAWS):
+            if not len(pending):
+                break
+            out[pending] = self.draw(n - 1, contexts[pending, 1:], rng)
+            grams = np.concatenate([contexts[pending], out[pending, None]], axis=1)
+            pending = pending[self.lm.find(grams) >= 0]
+        return out
+
+    def _successors(self, n: int, contexts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """[lo, hi) rows of the n-grams that extend each context (empty for a context with -1)."""
+        keys = self.lm._keys[n]
+        base = self.lm._pack(np.concatenate([contexts, np.zeros((len(contexts), 1), np.int64)], axis=1))
+        lo = np.searchsorted(keys, base, side="left")
+        hi = np.searchsorted(keys, base + len(self.lm.words) - 1, side="right")
+        unknown = base < 0
+        hi[unknown] = lo[unknown]
+        return lo, hi

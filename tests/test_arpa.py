@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from asr.arpa import (BackoffLM, arpa_text, close_ngrams, context_masses, parse_arpa, perplexity, read_arpa_lm,
-                      recompute_backoffs, write_arpa_lm)
+                      recompute_backoffs, sample_sentences, write_arpa_lm)
 from asr.errors import ASRError
 
 
@@ -164,3 +164,22 @@ def test_arpa_text_writes_probability_zero_as_minus_99_and_skips_zero_backoffs()
     assert "-0.221849\ta b" in lines  # weight 0 (1): no third column
     assert "-0.0457575\t<s> a b" in lines  # the top order has none
     assert "-0.154902\t<s> a\t-0.60206" in lines
+
+
+def test_sampled_sentences_follow_the_models_probabilities_back_off_included():
+    lm = parse_arpa(HAND)
+    drawn = sample_sentences(lm, 40000, np.random.default_rng(0))
+    first = np.array([s.split()[0] if s else "</s>" for s in drawn])
+    for word in ("a", "b", "</s>"):  # after <s>: a listed (0.7); b and </s> by back-off, 0.6 x 0.3 and 0.6 x 0.2
+        assert np.mean(first == word) == pytest.approx(prob(lm, "<s>", word), abs=0.01)
+    after_a = np.array([(s.split() + ["</s>"])[1] for s in drawn if s.startswith("a")])
+    for word in ("a", "b", "</s>"):  # after <s> a: b listed (0.9); a and </s> by two back-offs
+        assert np.mean(after_a == word) == pytest.approx(prob(lm, "<s>", "a", word), abs=0.01)
+    assert prob(lm, "<s>", "a", "a") > 0.01  # the rarest case above is drawn, not just allowed
+
+
+def test_sampling_is_seeded_and_stops_at_the_length_limit():
+    lm = parse_arpa(HAND)
+    assert sample_sentences(lm, 50, np.random.default_rng(3)) == sample_sentences(lm, 50, np.random.default_rng(3))
+    assert max(len(s.split()) for s in sample_sentences(lm, 2000, np.random.default_rng(1), max_words=2)) == 2
+    assert sample_sentences(lm, 0, np.random.default_rng(1)) == []

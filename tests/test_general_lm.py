@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from asr.arpa import context_masses, parse_arpa, perplexity, predicted_mask, read_arpa_lm
-from asr.lm import build_arpa
+from asr.lm import PIECE_LM_ORDER, build_arpa, check_piece_lm, piece_sentences
 from asr.manifest import Utterance, write_manifest
 from asr.text import Vocab
 
@@ -72,6 +72,33 @@ def test_build_lm_writes_a_general_lm_that_knows_sentences_the_training_text_lac
     assert mixed_ppl.oovs == 0 and perplexity(in_domain_only, GENERAL).oovs > 0
     assert mixed_ppl.perplexity < 2000
     assert perplexity(lm, TRAIN).perplexity < perplexity(lm, GENERAL).perplexity  # the training text still counts
+
+
+def test_build_lm_for_a_bpe_model_writes_a_piece_lm_of_sentences_drawn_from_the_general_lm(tmp_path):
+    (tmp_path / "train.txt").write_text("\n".join(TRAIN) + "\n", encoding="utf-8")
+    pieces = Vocab.bpe_from_texts(TRAIN * 5 + ["ABCDEFGHIJKLMNOPQRSTUVWXYZ'"], 40)
+    pieces.save(tmp_path / "vocab.json")
+    dev = tmp_path / "dev_general.jsonl"
+    write_manifest(dev, [Utterance(f"u{i}", f"u{i}.wav", 1.0, t, "s") for i, t in enumerate(GENERAL)])
+    out = tmp_path / "lm_general"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "recipes/english/local/build_lm.py"), "--train-text", str(tmp_path / "train.txt"),
+         "--vocab", str(tmp_path / "vocab.json"), "--out-dir", str(out), "--vocab-size", "3000",
+         "--max-ngrams", "30000", "--lambda", "0.5", "--sentences", "3000", "--dev", str(dev)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    text = (out / "lm.arpa").read_text(encoding="utf-8")
+    check_piece_lm(text, pieces, out / "lm.arpa")  # over the model's pieces: the lexicon-free decoder reads it
+    lm = parse_arpa(text)
+    assert lm.order == PIECE_LM_ORDER and not (out / "lexicon.txt").exists()
+    in_domain_only = parse_arpa(build_arpa(piece_sentences(TRAIN, pieces), order=PIECE_LM_ORDER))
+    general = piece_sentences(GENERAL, pieces)
+    # the general sentences' words were never in the training text: the drawn sentences teach their pieces
+    assert perplexity(lm, general).perplexity < 0.7 * perplexity(in_domain_only, general).perplexity
+    info = json.loads((out / "lm_info.json").read_text(encoding="utf-8"))
+    assert info["units"] == "pieces" and info["sampled"] == {"order": PIECE_LM_ORDER, "sentences": 3000, "seed": 1}
+    assert "3000 sentences drawn" in (out / "NOTICE").read_text(encoding="utf-8")
 
 
 def test_build_lm_refuses_training_words_the_model_cannot_spell(tmp_path):

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# General English: AN4 + speechocean762 (+ LibriSpeech manifests when given) -> one character CTC model
+# General English: AN4 + speechocean762 (+ LibriSpeech manifests when given) -> one CTC model (characters or BPE pieces)
 # -> a general-English word LM -> decode + score per corpus -> RESULTS.md -> an exported model folder.
 #
 #   bash recipes/english/run.sh [--stage N] [--stop-stage M] [--an4-dir DIR] [--speechocean-dir DIR]
@@ -9,7 +9,8 @@
 # Stages: 0 find the corpora, 1 manifests (dev = whole training speakers of each corpus held out;
 #         test speakers reach neither training, the LM text nor model selection),
 #         2 CMVN stats + vocabulary + the training-text LM + the general-English LM (pocketsphinx's
-#           en-us 3-gram pruned and interpolated with the training transcripts), 3 train,
+#           en-us 3-gram pruned and interpolated with the training transcripts; for a BPE model a piece
+#           6-gram of sentences drawn from it), 3 train,
 #         4 tune the LM weights on the pooled dev sets, decode (greedy, beam, beam + LM) and score
 #           dev and test of each corpus, 5 export the ONNX model folder (exp/english/<run>/onnx).
 # Each stage skips work that is already done, so a killed recipe resumes where it stopped.
@@ -100,15 +101,11 @@ make_manifests() {
 }
 
 general_lm() {  # the general-English LM the model decodes with (stage 4 and the export)
-  if [ -z "$score_lm_dir" ]; then
-    echo "  skipped: the general-English word LM decodes character models; a BPE model decodes with the piece LM of the training transcripts ($units_dir/lm)"
-    return
-  fi
   if [ -f "$score_lm_dir/.done" ]; then
     echo "  already done ($score_lm_dir/lm.arpa)"; return
   fi
-  $python recipes/english/local/build_lm.py --train-text "$data/lm_text.txt" --dev-manifest "$data/dev.jsonl" \
-    --out-dir "$score_lm_dir"
+  $python recipes/english/local/build_lm.py --train-text "$data/lm_text.txt" --vocab "$units_dir/vocab.json" \
+    --dev-manifest "$data/dev.jsonl" --out-dir "$score_lm_dir"
   touch "$score_lm_dir/.done"
 }
 
@@ -132,8 +129,8 @@ export_model() {
 resolve_units
 case $units_dir in
   */char) ;;
-  *) score_lm_dir=""  # a word LM with a lexicon cannot decode pieces (asr.decode): the piece n-gram instead
-     lm_description="a 6-gram of the training transcripts' BPE pieces (asr lm)" ;;
+  *) score_lm_dir=$units_dir/lm_general  # pieces, no lexicon: words outside the LM's vocabulary stay writable
+     lm_description="a 6-gram over BPE pieces: the training transcripts' interpolated with sentences drawn from pocketsphinx's general US-English 3-gram (BSD-2) (recipes/english/local/build_lm.py)" ;;
 esac
 
 run_stage 0 "find AN4 and speechocean762" find_corpora
