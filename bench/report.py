@@ -25,6 +25,7 @@ from asr.atomic import write_text_atomically
 from asr.machine import cpu_features, cpu_model
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+ROOT = RESULTS_DIR.parents[1]  # the repository: paths under it are written relative to it
 BUSY_CPU_SHARE = 0.2  # another process using more than this share of one core counts as load
 
 
@@ -102,6 +103,18 @@ def _version(package: str) -> str | None:
         return None
 
 
+def portable(value):
+    """The value with every string path under the repository made relative to it: result files
+    name no local checkout (lists, dicts and strings are walked; other values are kept)."""
+    if isinstance(value, str):
+        return value.replace(f"{ROOT}{os.sep}", "").replace(str(ROOT), ".")
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [portable(v) for v in value]
+    return value
+
+
 def markdown_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
     """Rows (dicts) as a markdown table of the given columns; floats to 4 significant digits."""
 
@@ -124,7 +137,7 @@ class Report:
         self.name = name
         self.stem = f"{name}_quick" if quick else name  # results file name
         self.started = time.time()
-        self.command = shlex.join([Path(sys.executable).name, *sys.argv])
+        self.command = portable(shlex.join([Path(sys.executable).name, *sys.argv]))
         self.machine = machine()
         if self.machine["shared"]:
             names = ", ".join(p["program"] for p in self.machine["other_busy_processes"])
@@ -141,7 +154,7 @@ class Report:
             "seconds": round(time.time() - self.started, 1),
             "machine": self.machine,
             "versions": versions(),
-            "results": results,
+            "results": portable(results),
         }
         if self.machine["load_average"] is not None:
             payload["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
