@@ -33,7 +33,7 @@ from collections.abc import Sequence
 import numpy as np
 from flashlight.lib.text.decoder import LM, LMState
 
-from asr.numpy_rnnlm import EOS_ID
+from asr.rnnlm_config import EOS_ID
 
 
 class _Node:

@@ -36,7 +36,7 @@ from torch import nn
 
 from asr.atomic import atomic_write
 from asr.errors import ASRError
-from asr.numpy_rnnlm import EOS, EOS_ID, UNK, UNK_ID, LMVocab, RNNLMConfig
+from asr.rnnlm_config import EOS, EOS_ID, UNK, UNK_ID, LMVocab, RNNLMConfig
 from asr.text import Vocab, normalise_text
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}  # the torch layer of each of CELL_NAMES

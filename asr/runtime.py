@@ -37,7 +37,7 @@ from asr.backend import Backend
 from asr.decode import DecodeConfig
 from asr.errors import ASRError
 from asr.frontend import Cmvn, FeatureConfig
-from asr.numpy_rnnlm import LMVocab, RNNLMConfig
+from asr.rnnlm_config import LMVocab, RNNLMConfig
 from asr.text import Vocab
 
 FORMAT = "asr-onnx"
