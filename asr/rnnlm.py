@@ -26,7 +26,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from asr.atomic import atomic_write
+from asr.config import build
 from asr.errors import ASRError
 from asr.rnnlm_config import EOS, EOS_ID, UNK, UNK_ID, LMVocab, RNNLMConfig
 from asr.text import Vocab, normalise_text
@@ -230,10 +231,7 @@ class RecurrentLM:
         try:
             if not isinstance(data, dict) or data.get("format") != FORMAT:
                 raise ValueError("not a recurrent LM written by this toolkit")
-            known = {f.name for f in fields(RNNLMConfig)}
-            if set(data["config"]) - known:
-                raise ValueError(f"config fields this version does not know: {sorted(set(data['config']) - known)}")
-            config = RNNLMConfig(**data["config"])
+            config = build(RNNLMConfig, data["config"], str(source), "config.")
             vocab = LMVocab(config.units, tuple(data["symbols"]))
             model = RNNLM(config, len(vocab))
             model.load_state_dict({k: v.float() for k, v in data["weights"].items()})

@@ -28,12 +28,13 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from asr.backend import Backend
+from asr.config import build
 from asr.decode import DecodeConfig
 from asr.errors import ASRError
 from asr.frontend import Cmvn, FeatureConfig
@@ -122,12 +123,12 @@ def load_exported(folder: str | os.PathLike, threads: int | None = None) -> Expo
     config_path = folder / CONFIG_FILE
     config = _read_json(config_path)
     try:
-        features = _dataclass(FeatureConfig, config["feature_config"])
+        features = build(FeatureConfig, config["feature_config"], str(config_path), "feature_config.")
         vocab = Vocab(tuple(config["vocab"]), _bpe_model(config.get("bpe_model")))
         cmvn = Cmvn.from_dict(config["cmvn"])
         frame_stack = int(config["frame_stack"])
         section = config.get("decoding") or {}
-        decoding = _dataclass(DecodeConfig, section.get("config") or {})
+        decoding = build(DecodeConfig, section.get("config") or {}, str(config_path), "decoding.config.")
         lm_name, lexicon_name = section.get("lm"), section.get("lexicon")
         rnnlm_section = section.get("rnnlm")
         rnnlm_name = rnnlm_section["file"] if rnnlm_section else None
@@ -153,7 +154,7 @@ def _rnnlm(folder: Path, config_path: Path, section: dict) -> OnnxLM:
     """The recurrent LM of config.json's decoding section, its step graph section["file"] in an
     onnxruntime session."""
     try:
-        config = _dataclass(RNNLMConfig, section["config"])
+        config = build(RNNLMConfig, section["config"], str(config_path), "decoding.rnnlm.config.")
         vocab = LMVocab(config.units, tuple(section["symbols"]))
     except (KeyError, TypeError, ValueError, ASRError) as err:
         raise ExportError(f"{config_path}: bad recurrent LM section ({type(err).__name__}: {err})") from None
@@ -218,13 +219,6 @@ def _read_json(path: Path) -> dict:
     if not isinstance(data, dict):
         raise ExportError(f"{path}: expected a JSON object")
     return data
-
-
-def _dataclass(cls, data: dict):
-    unknown = set(data) - {f.name for f in fields(cls)}
-    if unknown:
-        raise ValueError(f"{cls.__name__} has no fields {sorted(unknown)}")
-    return cls(**data)
 
 
 def _bpe_model(encoded: str | None) -> bytes | None:
