@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from robustness import (
-    CONDITIONS, DEFAULT_MODEL, QUICK_UTTERANCES, add_copy_arguments, cached_condition, copy_sources, load_transcriber,
-    model_label, parse_list, score,
+from asr.degrade import CONDITIONS, cached_condition
+from robustness import (  # the same copies and options as bench/robustness.py
+    DEFAULT_MODEL, QUICK_UTTERANCES, add_copy_arguments, copy_sources, load_transcriber, model_label, parse_list, score,
 )
 
 

@@ -1,4 +1,4 @@
-"""bench/robustness.py's degradations on generated tones (no AN4 needed): each condition's copy
+"""The degraded copies of asr.degrade (bench/robustness.py's conditions) on generated tones (no AN4 needed): each condition's copy
 is the same file byte for byte on every run, and changes the signal as its name says."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 
 from asr.audio import load_audio
+from asr import degrade
 from asr.decode import DecodeConfig
 from asr.manifest import Utterance
 
@@ -46,7 +47,7 @@ def tones(tmp_path_factory) -> dict[str, Path]:
 def make_degrader(bench, tones):
     noise = (0.1 * np.random.default_rng(1).standard_normal(3 * RATE)).astype(np.float32)
     talkers = [str(p) for name, p in tones.items() if name.startswith("talker")]
-    return bench.Degrader(talkers, [noise], rooms_per_rt60=1)
+    return degrade.Degrader(talkers, [noise], rooms_per_rt60=1)
 
 
 FAST_CONDITIONS = [
@@ -56,9 +57,9 @@ FAST_CONDITIONS = [
 
 
 def test_the_conditions_are_the_fifteen_named(bench, tones):
-    assert len(bench.CONDITIONS) == 15 and set(FAST_CONDITIONS) | {"clean", "reverb_rt60_0.8"} == set(bench.CONDITIONS)
+    assert len(degrade.CONDITIONS) == 15 and set(FAST_CONDITIONS) | {"clean", "reverb_rt60_0.8"} == set(degrade.CONDITIONS)
     degrader = make_degrader(bench, tones)
-    assert set(degrader.recipes) | {"clean"} == set(bench.CONDITIONS)
+    assert set(degrader.recipes) | {"clean"} == set(degrade.CONDITIONS)
 
 
 def test_each_condition_writes_the_same_bytes_every_time(bench, tones, tmp_path):
@@ -67,7 +68,7 @@ def test_each_condition_writes_the_same_bytes_every_time(bench, tones, tmp_path)
         files = []
         for attempt in range(2):  # a fresh Degrader each time: nothing carried over
             path = tmp_path / f"{condition}_{attempt}.wav"
-            bench.write_degraded(path, make_degrader(bench, tones).degrade(condition, "utt-1", x))
+            degrade.write_degraded(path, make_degrader(bench, tones).degrade(condition, "utt-1", x))
             files.append(path.read_bytes())
         assert files[0] == files[1], condition
     a, b = (make_degrader(bench, tones).degrade("white_10dB", utt, x).samples for utt in ("utt-1", "utt-2"))
@@ -78,7 +79,7 @@ def written(bench, tones, tmp_path, condition) -> tuple[np.ndarray, np.ndarray, 
     """(clean samples, the condition's file read back at its own rate, the file's info)."""
     x = load_audio(tones["utt"], RATE)
     path = tmp_path / f"{condition}.wav"
-    bench.write_degraded(path, make_degrader(bench, tones).degrade(condition, "utt-1", x))
+    degrade.write_degraded(path, make_degrader(bench, tones).degrade(condition, "utt-1", x))
     y, _ = sf.read(path, dtype="float32")
     return x, y, sf.info(str(path))
 
@@ -145,12 +146,12 @@ def test_trimmed_condition_cuts_the_quiet_ends(bench, tones, tmp_path):
 def test_cached_copies_are_reused_when_complete(bench, tones, tmp_path):
     utterances = [Utterance("utt-1", str(tones["utt"]), 1.6, "A B", "spk")]
     degrader = make_degrader(bench, tones)
-    first = bench.cached_condition(tmp_path, "test", "white_10dB", utterances, degrader)
-    again = bench.cached_condition(tmp_path, "test", "white_10dB", utterances, degrader)
+    first = degrade.cached_condition(tmp_path, "test", "white_10dB", utterances, degrader)
+    again = degrade.cached_condition(tmp_path, "test", "white_10dB", utterances, degrader)
     assert first.made and not again.made and again.utterances == first.utterances
     assert Path(first.utterances[0].audio).parent == tmp_path / "test" / "white_10dB"
     (tmp_path / "test" / "white_10dB.done").write_text('{"fingerprint": {"version": 0}}')  # an older version
-    assert bench.cached_condition(tmp_path, "test", "white_10dB", utterances, degrader).made
+    assert degrade.cached_condition(tmp_path, "test", "white_10dB", utterances, degrader).made
 
 
 def test_pocketsphinx_output_is_normalised_to_the_references(bench):
