@@ -24,11 +24,9 @@ re-running the export reproduces the folder byte for byte.
 from __future__ import annotations
 
 import copy
-import json
 import os
 import tempfile
 import warnings
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -39,15 +37,14 @@ from asr.checkpoint import model_from_payload, read_checkpoint
 from asr.errors import ASRError
 from asr.lm import lexicon_text
 from asr.rnnlm import RNNLM, StepModule
-from asr.runtime import (
-    BUNDLE_FILES, CONFIG_FILE, FORMAT, FORMAT_VERSION, LEXICON_FILE, LM_FILE, MANIFEST_FILE, MODEL_FILE, RNNLM_FILE,
-    file_sha256,
+from asr.bundle import (
+    LEXICON_FILE, LM_FILE, MODEL_FILE, RNNLM_FILE, BundleConfig, RecurrentLMEntry, clear_folder, file_sha256,
+    write_config, write_manifest,
 )
 
 OPSET = 17  # LayerNormalization is a standard op from opset 17
 TRACE_FRAMES = (90, 61)  # the example batch the graph is traced with (two lengths, so padding is traced too)
 TRACE_ROWS = 3  # the example batch of LM histories the step is traced with
-OLD_FILES = ("rnnlm.bin",)  # format version 1's LM weights: removed from a folder exported again
 
 
 def export_onnx(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, int8: bool = False) -> dict:
@@ -67,8 +64,7 @@ def export_onnx(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, int8:
     loaded = model_from_payload(payload, checkpoint)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for name in (MANIFEST_FILE, *BUNDLE_FILES, *OLD_FILES):  # an old manifest or LM must not outlive this export
-        (out / name).unlink(missing_ok=True)
+    clear_folder(out)  # an old manifest or LM must not outlive this export
 
     with tempfile.TemporaryDirectory(prefix="asr-onnx-") as tmp:
         traced = Path(tmp) / MODEL_FILE
@@ -105,39 +101,22 @@ def export_onnx(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, int8:
         with atomic_write(out / MODEL_FILE, binary=True) as f:
             f.write(graph.SerializeToString(deterministic=True))
 
-    decoding = payload.get("decoding") or {}
-    config = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "feature_config": payload["feature_config"],
-        "cmvn": payload["cmvn"],
-        "vocab": list(loaded.vocab.tokens),
-        **({"bpe_model": _base64(loaded.vocab.model)} if loaded.vocab.model is not None else {}),
-        "frame_stack": loaded.frame_stack,
-        "decoding": {"config": decoding.get("config", {}),
-                     "lm": LM_FILE if loaded.lm_arpa is not None else None,
-                     "lexicon": LEXICON_FILE if loaded.lexicon else None},
-        "weights": weights,
-    }
-    if loaded.rnnlm is not None:
-        config["decoding"]["rnnlm"] = {"file": RNNLM_FILE, "config": asdict(loaded.rnnlm.config),
-                                       "symbols": list(loaded.rnnlm.vocab.symbols)}
-    write_text_atomically(out / CONFIG_FILE, json.dumps(config, indent=1) + "\n")
+    rnnlm = loaded.rnnlm
+    config = BundleConfig(
+        features=loaded.features, cmvn=loaded.cmvn, vocab=loaded.vocab, frame_stack=loaded.frame_stack,
+        decoding=loaded.decoding, lm_file=LM_FILE if loaded.lm_arpa is not None else None,
+        lexicon_file=LEXICON_FILE if loaded.lexicon else None,
+        rnnlm=RecurrentLMEntry(RNNLM_FILE, rnnlm.config, rnnlm.vocab) if rnnlm is not None else None, weights=weights,
+    )
+    write_config(out, config)
     if loaded.lm_arpa is not None:
         write_text_atomically(out / LM_FILE, loaded.lm_arpa)
     if loaded.lexicon:
         write_text_atomically(out / LEXICON_FILE, lexicon_text(loaded.lexicon))
-
-    files = [name for name in BUNDLE_FILES if (out / name).is_file()]
-    manifest = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "source": {"checkpoint": Path(checkpoint).name, "sha256": file_sha256(checkpoint)},
-        "exported_with": {name: _version(name) for name in ("asr", "torch", "onnx", "onnxruntime")} | {"opset": OPSET},
-        "files": {name: {"bytes": (out / name).stat().st_size, "sha256": file_sha256(out / name)} for name in files},
-    }
-    write_text_atomically(out / MANIFEST_FILE, json.dumps(manifest, indent=1) + "\n")
-    return manifest
+    return write_manifest(
+        out, source={"checkpoint": Path(checkpoint).name, "sha256": file_sha256(checkpoint)},
+        exported_with={name: _version(name) for name in ("asr", "torch", "onnx", "onnxruntime")} | {"opset": OPSET},
+    )
 
 
 def _trace(model: torch.nn.Module, n_mels: int, path: Path) -> None:
@@ -208,9 +187,3 @@ def _version(package: str) -> str | None:
         return version(package)
     except PackageNotFoundError:
         return None
-
-
-def _base64(data: bytes) -> str:
-    import base64
-
-    return base64.b64encode(data).decode("ascii")

@@ -22,7 +22,8 @@ from asr.checkpoint import batch_log_probs, load_model
 from asr.cli import BUNDLED_CHECKPOINT, BUNDLED_MODEL
 from asr.metrics import error_rates
 from asr.onnx_export import export_onnx
-from asr.runtime import ExportError, OnnxStep, file_sha256, load_exported, verify_export
+from asr.bundle import ExportError, file_sha256, verify_export
+from asr.runtime import OnnxStep, load_exported
 from asr.transcribe import Transcriber
 
 from .conftest import REPO, run_asr
