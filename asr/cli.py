@@ -18,6 +18,7 @@ from pathlib import Path
 from asr.bundled import BUNDLED
 
 EXIT_OK, EXIT_ERROR = 0, 1
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader closed the pipe
 BUNDLED_DIR = BUNDLED["an4"].folder  # the bundled AN4 model (asr.bundled has every bundled model by name)
 BUNDLED_MODEL = BUNDLED["an4"].exported  # its exported form (onnxruntime, no torch); made from model.pt
 BUNDLED_CHECKPOINT = BUNDLED["an4"].checkpoint  # its PyTorch checkpoint, for training, fine-tuning and export
@@ -776,6 +777,10 @@ def main(argv: list[str] | None = None) -> int:
         for line in lines:
             print(f"asr: error: {printable(line)}", file=sys.stderr)
         return EXIT_ERROR
+    except BrokenPipeError:  # the reader left (`asr score ... | head -1`): stop quietly, as Unix tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush does not fail again
+        return EXIT_BROKEN_PIPE
     except OSError as err:  # a file or folder the user named cannot be read or written
         if args.debug:
             raise

@@ -220,12 +220,12 @@ def copy_sources(args: argparse.Namespace, rep, splits: Sequence[str], condition
         rep.skip(f"AN4 not found at {args.an4_dir} (--an4-dir, or --data-dir with the recipe's manifests)")
     cache = args.cache.with_name(args.cache.name + "_quick") if args.quick else args.cache
     corpus = an4_splits(args.an4_dir, args.data_dir)
+    an4_only = [s for s in splits if s in corpus]  # the others are --extra-split manifests
     evaluated = {s: sorted(corpus[s], key=lambda u: u.id)[:QUICK_UTTERANCES] if args.quick else corpus[s]
-                 for s in splits}
+                 for s in an4_only}
     for name, utterances in extra_splits(args.extra_split).items():
         evaluated[name] = utterances[:QUICK_UTTERANCES] if args.quick else utterances
     noises = load_real_noises(args.noise_dir) if "real_noise_10dB" in conditions else []
-    an4_only = [s for s in splits if s in corpus]
     return cache, evaluated, Degrader(babble_pool(corpus, an4_only), noises)
 
 

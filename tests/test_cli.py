@@ -340,3 +340,14 @@ def test_what_transcribe_prints_is_scored_by_file_name_as_a_pipe_or_a_file(tmp_p
 def test_the_transcribe_help_says_what_a_confidence_means_and_does_not():
     help_text = " ".join(run_asr("transcribe", "--help").stdout.split())
     assert "not the chance the word was said" in help_text and "outside a model's vocabulary" in help_text
+
+
+def test_a_reader_that_closes_the_pipe_stops_the_command_quietly(tmp_path):
+    """`asr score ... | head -1`: the reader leaves early; no "Broken pipe" error, exit 141 as a shell reports it."""
+    ref = tmp_path / "ref.jsonl"
+    ref.write_text("".join(json.dumps({"id": f"u{n}", "text": "YES NO"}) + "\n" for n in range(200)))
+    result = subprocess.run(
+        ["bash", "-c", f"set -o pipefail; {sys.executable} -m asr score --ref {ref} --hyp {ref} "
+         "--report /dev/stdout | head -c 0"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 141, result.stderr
+    assert "error" not in result.stderr.lower(), result.stderr

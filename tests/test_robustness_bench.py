@@ -184,3 +184,21 @@ def test_a_model_is_scored_in_either_form_with_its_own_decoding_and_greedy(bench
     texts = {label: bench.transcribe_all(t, [example])[0] for label, t in columns.items()}
     assert [t.decoding.decoder for t in columns.values()] == ["beam", "greedy"]
     assert all(len(text.split()) == 5 for text in texts.values())  # J P E G FOUR, one letter may be misheard
+
+
+def test_an_extra_split_is_evaluated_beside_the_an4_splits(bench, tones, tmp_path):
+    """--extra-split NAME=MANIFEST:N adds N utterances spread over another corpus's manifest; the
+    AN4 splits come from --data-dir, and babble is drawn from AN4 only."""
+    from asr.manifest import write_manifest
+
+    for split in ("train", "dev", "test"):
+        write_manifest(tmp_path / f"{split}.jsonl",
+                       [Utterance(f"{split}{n}", str(tones[f"talker{n}"]), 1.0, "A", f"{split}{n}") for n in range(6)])
+    other = [Utterance(f"o{n}", str(tones["utt"]), 1.6, "HELLO", f"x{n}") for n in range(10)]
+    write_manifest(tmp_path / "other.jsonl", other)
+    args = SimpleNamespace(data_dir=tmp_path, an4_dir=None, cache=tmp_path / "cache", quick=False,
+                           noise_dir=tmp_path, extra_split=[f"other_test={tmp_path / 'other.jsonl'}:5"])
+    splits = ["test", *bench.extra_splits(args.extra_split)]
+    _, evaluated, _ = bench.copy_sources(args, SimpleNamespace(skip=pytest.fail), splits, ["clean"])
+    assert list(evaluated) == ["test", "other_test"]
+    assert [u.id for u in evaluated["other_test"]] == ["o0", "o2", "o4", "o6", "o8"]
