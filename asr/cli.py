@@ -164,19 +164,21 @@ def build_parser() -> argparse.ArgumentParser:
                    f"{PIECE_LM_ORDER} for pieces)")
     p.add_argument("--out-dir", help="writes lm.arpa (and lexicon.txt for a word LM), or rnnlm.pt, here")
     rnn = p.add_argument_group("recurrent LM (--type lstm)")
-    rnn.add_argument("--units", choices=["word", "char"], default="word", help="word LSTM or Char-RNN (default word)")
-    rnn.add_argument("--cell", choices=["lstm", "gru", "rnn"], default="lstm")
-    rnn.add_argument("--layers", type=positive_int, default=2)
-    rnn.add_argument("--hidden-size", type=positive_int, default=256)
-    rnn.add_argument("--dropout", type=float, default=0.3)
-    rnn.add_argument("--layer-norm", action="store_true", help="layer norm after each recurrent layer")
-    rnn.add_argument("--epochs", type=positive_int, default=30, help="at most this many (early stopping on dev)")
-    rnn.add_argument("--bptt", type=int, default=0, help="truncated-BPTT length (default 35 words / 100 chars)")
-    rnn.add_argument("--max-vocab", type=int, default=0, help="word LM: keep the N most frequent words (default all)")
+    rnn.add_argument("--config", help="YAML with model: and train: sections (asr.rnnlm.RNNLMRunConfig, e.g. "
+                     "conf/rnnlm_word.yaml); the options below override it, and its defaults are the dataclasses'")
+    rnn.add_argument("--units", choices=["word", "char"], help="word LSTM or Char-RNN (default word)")
+    rnn.add_argument("--cell", choices=["lstm", "gru", "rnn"])
+    rnn.add_argument("--layers", type=positive_int)
+    rnn.add_argument("--hidden-size", type=positive_int)
+    rnn.add_argument("--dropout", type=float)
+    rnn.add_argument("--layer-norm", action="store_true", default=None, help="layer norm after each recurrent layer")
+    rnn.add_argument("--epochs", type=positive_int, help="at most this many (early stopping on dev)")
+    rnn.add_argument("--bptt", type=int, help="truncated-BPTT length (default 35 words / 100 chars)")
+    rnn.add_argument("--max-vocab", type=int, help="word LM: keep the N most frequent words (default all)")
     rnn.add_argument("--dev-manifest", help="dev perplexity (early stopping) on these transcripts "
                      "(default: every 20th training sentence held out)")
     rnn.add_argument("--resume", action="store_true", help="continue an interrupted training in --out-dir")
-    rnn.add_argument("--seed", type=int, default=1)
+    rnn.add_argument("--seed", type=int, help="training seed (train.seed), or the sampling seed (default 1)")
     sample = p.add_argument_group("sample")
     sample.add_argument("--model", help="recurrent LM file (rnnlm.pt) to sample from")
     sample.add_argument("--count", type=positive_int, default=5)
@@ -604,7 +606,7 @@ def _sample_lm(args: argparse.Namespace) -> int:
     if not args.model:
         raise ASRError("asr lm sample needs --model (a recurrent LM from `asr lm --type lstm`)")
     lm = load_lm(args.model)
-    for sentence in lm.sample(args.count, torch.Generator().manual_seed(args.seed), args.temperature):
+    for sentence in lm.sample(args.count, torch.Generator().manual_seed(1 if args.seed is None else args.seed), args.temperature):
         print(sentence)
     return EXIT_OK
 
@@ -612,16 +614,22 @@ def _sample_lm(args: argparse.Namespace) -> int:
 def _train_rnnlm(args: argparse.Namespace) -> int:
     from asr.errors import ASRError
     from asr.manifest import read_manifest
-    from asr.rnnlm import RNNLMConfig, RNNLMTrainConfig, check_characters, read_lm_text, train_and_report
+    from asr.config import load_config
+    from asr.rnnlm import RNNLMRunConfig, check_characters, read_lm_text, train_and_report
     from asr.text import Vocab
 
     if bool(args.manifest) == bool(args.text) or not args.out_dir:
         raise ASRError("asr lm --type lstm needs --out-dir and one of --manifest or --text")
     vocab = Vocab.load(args.vocab) if args.vocab else None
     dev = [u.text for u in read_manifest(args.dev_manifest, check_audio=False)] if args.dev_manifest else None
-    config = RNNLMConfig(units=args.units, cell=args.cell, num_layers=args.layers, hidden_size=args.hidden_size,
-                         dropout=args.dropout, layer_norm=args.layer_norm)
-    train_config = RNNLMTrainConfig(bptt=args.bptt, max_epochs=args.epochs, max_vocab=args.max_vocab, seed=args.seed)
+    run = load_config(RNNLMRunConfig, args.config, [
+        f"{key}={value}" for key, value in (
+            ("model.units", args.units), ("model.cell", args.cell), ("model.num_layers", args.layers),
+            ("model.hidden_size", args.hidden_size), ("model.dropout", args.dropout),
+            ("model.layer_norm", args.layer_norm), ("train.max_epochs", args.epochs), ("train.bptt", args.bptt),
+            ("train.max_vocab", args.max_vocab), ("train.seed", args.seed),
+        ) if value is not None])
+    config, train_config = run.model, run.train
     if args.text:
         sentences = read_lm_text(args.text, vocab)
     else:

@@ -60,6 +60,15 @@ class RNNLMTrainConfig:
         return self.bptt or (35 if units == "word" else 100)
 
 
+@dataclass(frozen=True)
+class RNNLMRunConfig:
+    """A recurrent LM's whole config file (`asr lm --type lstm --config conf/rnnlm_word.yaml`):
+    the network (saved in rnnlm.pt) and how it trains (saved in the resume state and rnnlm.json)."""
+
+    model: RNNLMConfig = RNNLMConfig()
+    train: RNNLMTrainConfig = RNNLMTrainConfig()
+
+
 # ---------------------------------------------------------------------------------------------
 # Vocabulary and text
 

@@ -277,6 +277,38 @@ def test_lm_command_trains_reports_both_perplexities_and_samples(tmp_path, capsy
     assert len(capsys.readouterr().out.strip().splitlines()) == 3
 
 
+def test_lm_command_reads_a_config_file_that_its_options_override(tmp_path, capsys):
+    """--config gives every setting (the dataclasses' defaults for what it leaves out); an option
+    overrides its key; a misspelt key is one error naming the file and the key."""
+    import json
+
+    text = tmp_path / "corpus.txt"
+    text.write_text("the cat sat\nthe dog sat\na cat ran\n" * 20)
+    config = tmp_path / "lm.yaml"
+    config.write_text("model:\n  units: char\n  cell: gru\n  hidden_size: 24\n  num_layers: 1\n"
+                      "train:\n  max_epochs: 3\n  batch_size: 4\n")
+    out = tmp_path / "lm"
+    assert cli.main(["lm", "--type", "lstm", "--config", str(config), "--text", str(text), "--out-dir", str(out),
+                     "--hidden-size", "16", "--epochs", "1"]) == 0
+    summary = json.loads((out / "rnnlm.json").read_text())
+    assert summary["config"] == {"units": "char", "cell": "gru", "num_layers": 1, "hidden_size": 16,
+                                 "dropout": 0.3, "layer_norm": False}
+    assert summary["train_config"]["batch_size"] == 4 and summary["train_config"]["max_epochs"] == 1
+    assert load_lm(out / "rnnlm.pt").config.hidden_size == 16
+    capsys.readouterr()
+    config.write_text("model:\n  hiden_size: 24\n")
+    message = _cli_error(capsys, "lm", "--type", "lstm", "--config", str(config), "--text", str(text),
+                         "--out-dir", str(tmp_path / "lm2"))
+    assert str(config) in message and "hiden_size" in message
+
+
+def test_the_shipped_lm_config_is_the_dataclasses_defaults_spelt_out():
+    from asr.config import load_config, to_dict
+    from asr.rnnlm import RNNLMRunConfig
+
+    assert to_dict(load_config(RNNLMRunConfig, Path(__file__).resolve().parents[1] / "conf" / "rnnlm_word.yaml")) == to_dict(RNNLMRunConfig())
+
+
 def test_fused_beam_search_runs_the_lm_steps_with_one_blas_thread(cat_lms, monkeypatch):
     from threadpoolctl import threadpool_info
 
