@@ -8,21 +8,10 @@ Data: dev = the 6 training speakers the AN4 recipe holds out, test = an4test_cls
 recipes/an4/local/prepare.py from --an4-dir (or read from --data-dir: the recipe's dev.jsonl,
 test.jsonl and train.jsonl). Babble is made of training utterances of the other speakers.
 
-Conditions (asr.degrade), each utterance's copy a deterministic function of (condition, utterance id), made
-with the asr.augment functions and written once as WAV under --cache (reused while complete):
-  clean              the original files
-  gain_-30dB         x 10^(-30/20), written as 16-bit WAV (5 fewer bits of resolution)
-  peak_0.9           peak-normalised to 0.9
-  white_{20,10,5}dB  white Gaussian noise at that SNR (whole-utterance power)
-  pink_{20,10,5}dB   pink (1/f) noise at that SNR
-  babble_10dB        5 other speakers' training utterances, equally loud, summed, at 10 dB
-  reverb_rt60_{0.4,0.8}  a simulated shoebox room of that (Sabine) RT60, one of ROOMS_PER_RT60
-                     per RT60; the whole reverberant tail is kept
-  telephone_mulaw    8 kHz, 300-3400 Hz, written as a G.711 mu-law WAV (soundfile 'ULAW'):
-                     the model reads real 8 kHz input and resamples it
-  trimmed            leading/trailing frames more than 35 dB below the loudest 25 ms frame cut off
-  real_noise_10dB    a real recording (doing_the_dishes, dude_miaowing, exercise_bike,
-                     running_tap) from a random offset at 10 dB
+The 15 conditions (clean, gain, peak, white/pink noise, babble, simulated rooms, mu-law telephone,
+trimmed, recorded noise) are asr.degrade's, listed in its docstring: each utterance's copy a
+deterministic function of (condition, utterance id), written once as WAV under --cache (reused
+while complete).
 Attribution: real_noise_10dB uses the background-noise recordings of the Speech Commands
 dataset v0.01 (P. Warden, 2018, arXiv:1804.03209), CC BY 4.0, unchanged; see
 ../shared/data/noise/LICENSE. The results JSON repeats this notice.
@@ -250,6 +239,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_copy_arguments(parser)
     parser.add_argument("--model", type=Path, action="append", help=f"repeatable (default {DEFAULT_MODEL.relative_to(ROOT)})")
+    parser.add_argument("--no-model", action="store_true",
+                        help="score only the pocketsphinx rows (beside an earlier run's models: the copies are the same)")
     parser.add_argument("--decoders", default="default,greedy")
     parser.add_argument("--pocketsphinx", action="store_true", help="also score pocketsphinx with AN4's LM (if installed)")
     parser.add_argument("--pocketsphinx-en-us", action="store_true",
@@ -270,7 +261,7 @@ def main() -> None:
     partial_run = len(splits_wanted) < 2 or len(conditions) < len(CONDITIONS)
     rep = Report(f"{args.name}_partial" if partial_run else args.name, quick=args.quick)  # a subset never overwrites the full table
     decoders = parse_list(args.decoders, ("default", "greedy"), "decoder")
-    models = args.model or [DEFAULT_MODEL]
+    models = [] if args.no_model else args.model or [DEFAULT_MODEL]
     cache, evaluated, degrader = copy_sources(args, rep, splits_wanted, conditions)
 
     copies: dict[tuple[str, str], list[Utterance]] = {}
