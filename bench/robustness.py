@@ -2,7 +2,7 @@
 
     python bench/robustness.py [--an4-dir ../shared/data/an4 | --data-dir exp/an4/data]
         [--model PATH ...] [--decoders default,greedy] [--splits dev,test] [--conditions clean,white_10dB,...]
-        [--cache exp/robustness/audio] [--noise-dir ../shared/data/noise] [--pocketsphinx] [--threads 2] [--quick]
+        [--cache exp/robustness/audio] [--noise-dir ../shared/data/noise] [--pocketsphinx] [--threads 2] [--sphinx-jobs 1] [--quick]
 
 Data: dev = the 6 training speakers the AN4 recipe holds out, test = an4test_clstk, built with
 recipes/an4/local/prepare.py from --an4-dir (or read from --data-dir: the recipe's dev.jsonl,
@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import re
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -41,10 +39,10 @@ from pathlib import Path
 import numpy as np
 
 from asr.an4 import DEV_SPEAKERS, read_split, split_dev
-from asr.audio import SAMPLE_RATE, load_audio
 from asr.degrade import CONDITIONS, NOISE_ATTRIBUTION, Degrader, babble_pool, cached_condition, load_real_noises
 from asr.errors import ASRError
 from asr.manifest import Utterance, read_manifest
+from pocketsphinx_peer import POCKETSPHINX_AN4, sphinx_transcriber
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -119,51 +117,6 @@ def transcribe_all(transcriber, paths: Sequence[str]) -> list[str]:
     if failed:
         raise ASRError(failed[0])
     return [t.text for t in transcripts]
-
-
-_FILLER = re.compile(r"^(<.*>|\[.*\]|\+\+.*\+\+)$")  # <s> </s> <sil>, [NOISE], ++BREATH++
-_VARIANT = re.compile(r"\(\d+\)$")  # TWO(2): an alternative pronunciation of TWO
-
-
-def normalise_pocketsphinx(text: str) -> str:
-    """pocketsphinx output in the references' conventions: upper case, no sentence marks,
-    fillers or pronunciation-variant suffixes."""
-    from asr.text import normalise_text
-
-    words = [_VARIANT.sub("", w) for w in text.split() if not _FILLER.match(w)]
-    return normalise_text(" ".join(words))
-
-
-class Pocketsphinx:
-    """CMU pocketsphinx 5: its default en-us acoustic model, with AN4's unigram LM and dictionary
-    (an4_dir given) or its own general US-English 3-gram and CMU dictionary (an4_dir None).
-
-    fwdflat (the second, flat-lexicon search pass) is off: 1.6x faster, the same WER on AN4 test.
-    """
-
-    def __init__(self, an4_dir: Path | None) -> None:
-        from pocketsphinx import Config, Decoder, get_model_path
-
-        models = Path(get_model_path()) / "en-us"
-        if an4_dir is None:
-            lm, dictionary, self.label = models / "en-us.lm.bin", models / "cmudict-en-us.dict", "pocketsphinx en-us"
-        else:
-            lm, dictionary, self.label = an4_dir / "etc" / "an4.lm", an4_dir / "etc" / "an4.dic", POCKETSPHINX_AN4
-        config = Config(hmm=str(models / "en-us"), lm=str(lm), dict=str(dictionary), logfn=os.devnull, fwdflat=False)
-        self.decoder = Decoder(config)
-
-    def transcribe(self, path: str) -> str:
-        """One file (any rate: read at 16 kHz) -> normalised text."""
-        samples = load_audio(path, SAMPLE_RATE)
-        pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16)
-        self.decoder.start_utt()
-        self.decoder.process_raw(pcm.tobytes(), full_utt=True)
-        self.decoder.end_utt()
-        hypothesis = self.decoder.hyp()
-        return normalise_pocketsphinx(hypothesis.hypstr) if hypothesis else ""
-
-
-POCKETSPHINX_AN4 = "pocketsphinx"  # the label of the AN4-LM row (earlier result files use it)
 
 
 def score(refs: Sequence[str], hyps: Sequence[str]) -> dict:
@@ -246,6 +199,8 @@ def main() -> None:
     parser.add_argument("--pocketsphinx-en-us", action="store_true",
                         help="also score pocketsphinx with its own general US-English LM and dictionary")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--sphinx-jobs", type=int, default=1,
+                        help="pocketsphinx worker processes (it is single-threaded; its decode seconds are then wall time)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK_UTTERANCES} utterances per split")
     parser.add_argument("--name", default="robustness", help="results/NAME.json (default robustness)")
@@ -285,8 +240,7 @@ def main() -> None:
         if not wanted:
             continue
         try:
-            sphinx = Pocketsphinx(an4_dir)
-            systems.append((sphinx.label, lambda paths, sphinx=sphinx: [sphinx.transcribe(p) for p in paths]))
+            systems.append(sphinx_transcriber(an4_dir, args.sphinx_jobs))
         except ImportError:
             print("robustness: pocketsphinx is not installed: its row is skipped (pip install pocketsphinx)")
 
@@ -312,7 +266,7 @@ def main() -> None:
          "systems": labels, "conditions": conditions, "cache": str(cache), "cache_build_seconds": build_seconds,
          "condition_info": {c: info for c, info in condition_info.items() if info},
          "babble_pool_utterances": len(degrader.babble_pool), "noise_attribution": NOISE_ATTRIBUTION,
-         "threads": args.threads, "rows": rows},
+         "threads": args.threads, "sphinx_jobs": args.sphinx_jobs, "rows": rows},
         tables=[
             ("WER % by condition (rows) and system / split (columns)", wer_table, ["condition", *wer_columns(labels, splits_wanted)]),
             ("Decode seconds per condition (all evaluated splits)", time_table, ["condition", *labels]),

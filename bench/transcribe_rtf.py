@@ -62,7 +62,7 @@ for path in sys.argv[2:]:
     decoder.end_utt()
     hyp = decoder.hyp()
     print(f"{path}\t{hyp.hypstr if hyp else ''}")
-"""  # the same decoder settings as bench/robustness.py's Pocketsphinx
+"""  # the same decoder settings as bench/pocketsphinx_peer.py
 
 
 def main() -> None:
@@ -166,7 +166,7 @@ def side_by_side(args: argparse.Namespace, tmp: Path) -> list[dict]:
     """(0): whole-process time and peak RSS of each system on `asr --help`, one file, all test files."""
     from asr.audio import audio_info
     from asr.manifest import read_manifest
-    from robustness import normalise_pocketsphinx  # fillers and variant marks out; asr's output is unchanged
+    from pocketsphinx_peer import normalise_pocketsphinx  # fillers and variant marks out; asr's output is unchanged
 
     repeats = 1 if args.quick else args.repeats
     env = child_env(args.threads)

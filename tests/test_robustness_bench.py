@@ -28,6 +28,14 @@ def bench():
 
 
 @pytest.fixture(scope="module")
+def peer(bench):
+    """bench/pocketsphinx_peer.py under its own name (its worker processes import it by that name)."""
+    import importlib
+
+    return importlib.import_module("pocketsphinx_peer")
+
+
+@pytest.fixture(scope="module")
 def tones(tmp_path_factory) -> dict[str, Path]:
     """An 'utterance' (a tone with 0.3 s of near-silence either side) and six 'babble talkers'."""
     folder = tmp_path_factory.mktemp("tones")
@@ -154,8 +162,8 @@ def test_cached_copies_are_reused_when_complete(bench, tones, tmp_path):
     assert degrade.cached_condition(tmp_path, "test", "white_10dB", utterances, degrader).made
 
 
-def test_pocketsphinx_output_is_normalised_to_the_references(bench):
-    assert bench.normalise_pocketsphinx("<s> a(2) <sil> [NOISE] TWO(2) ++BREATH++ go </s>") == "A TWO GO"
+def test_pocketsphinx_output_is_normalised_to_the_references(peer):
+    assert peer.normalise_pocketsphinx("<s> a(2) <sil> [NOISE] TWO(2) ++BREATH++ go </s>") == "A TWO GO"
 
 
 @pytest.mark.parametrize("lm_arpa, lm_weight, rnnlm, rnnlm_weight, label", [
@@ -202,3 +210,17 @@ def test_an_extra_split_is_evaluated_beside_the_an4_splits(bench, tones, tmp_pat
     _, evaluated, _ = bench.copy_sources(args, SimpleNamespace(skip=pytest.fail), splits, ["clean"])
     assert list(evaluated) == ["test", "other_test"]
     assert [u.id for u in evaluated["other_test"]] == ["o0", "o2", "o4", "o6", "o8"]
+
+
+def test_pocketsphinx_decodes_each_file_as_a_new_decoder_would_in_any_order_or_process(peer, an4_dir):
+    """Live CMN carries over from one file to the next unless reset: without the reset, a file's
+    words depended on the file decoded before it (and on which worker process got it)."""
+    pytest.importorskip("pocketsphinx")
+    paths = [str(p) for p in sorted((an4_dir / "wav" / "an4test_clstk").rglob("*.wav"))[:6]]
+    label, in_order = peer.sphinx_transcriber(None, jobs=1)
+    forwards = in_order(paths)
+    assert label == "pocketsphinx en-us" and any(forwards)
+    assert in_order(paths[::-1])[::-1] == forwards
+    assert [peer.Pocketsphinx(None).transcribe(p) for p in paths] == forwards
+    _, two_workers = peer.sphinx_transcriber(None, jobs=2)
+    assert two_workers(paths) == forwards
