@@ -55,8 +55,9 @@ class BundledModel:
 BUNDLED = {
     "english": BundledModel(
         "english", PRETRAINED / "english_blstm",
-        "general English (AN4 + speechocean762 speech, a 20k-word US-English LM); words outside the LM's "
-        "vocabulary are not written", limited=False),
+        "general English, open vocabulary (256 BPE pieces; an LM of pieces from a 20k-word US-English "
+        "3-gram), from 3.3 h of read speech (AN4 + speechocean762): still rough on voices it has not heard",
+        limited=False),
     "an4": BundledModel(
         "an4", PRETRAINED / "an4_blstm",
         "AN4 model: spelled letters, digits and ~100 command words (census answers), nothing else", limited=True),

@@ -365,7 +365,9 @@ def test_readme_command(command, fresh_clone):
 def test_the_readme_runs_its_quick_start():
     quick_ones = [c for c in readme_commands() if kind(c) == "asr" and quick(shlex.split(c, comments=True))]
     assert any("transcribe" in c and "examples/an4_test_example.wav" in c and expected_output(c) for c in quick_ones)
-    assert ENGLISH_INSTALLED is False or any(ENGLISH_EXAMPLE in c for c in quick_ones)
+    # An ordinary English sentence the bundled english model writes correctly, once there is one
+    # (issue 33; no recording the project may ship is transcribed correctly yet)
+    assert not (REPO / ENGLISH_EXAMPLE).exists() or any(ENGLISH_EXAMPLE in c for c in quick_ones)
 
 
 def test_the_readme_install_and_test_commands_are_what_ci_runs():

@@ -1,6 +1,6 @@
-"""The bundled AN4 model scores on AN4 test what its model card says it does.
+"""Each bundled model scores on AN4 test what its model card says it does.
 
-The expected WERs are read from asr/pretrained/an4_blstm/MODEL_CARD.md, so this test follows the
+The expected WERs are read from asr/pretrained/<model>/MODEL_CARD.md, so this test follows the
 card when the model (and its card) change. Decodes the 130 test utterances twice: greedy, and
 the model's own decoding (beam search + its LM: a word LSTM since 2026-11-30), with the PyTorch checkpoint and with
 its exported form (what `asr transcribe` runs), whose transcripts must be the same.
@@ -26,7 +26,9 @@ from asr.tuning import decode_all
 
 from .test_recipe import PREPARE
 
-MODEL_CARD = BUNDLED_CHECKPOINT.parent / "MODEL_CARD.md"
+from asr.bundled import BUNDLED
+
+MODEL_CARD = BUNDLED_CHECKPOINT.parent / "MODEL_CARD.md"  # the an4 model's
 TOLERANCE = 0.1  # WER percentage points
 
 
@@ -47,7 +49,8 @@ def test_the_card_row_is_parsed():
 
 
 @pytest.mark.an4
-def test_bundled_model_scores_the_wers_its_card_states_on_an4_test(an4_dir, tmp_path):
+@pytest.mark.parametrize("name", [name for name, model in BUNDLED.items() if model.available])
+def test_bundled_model_scores_the_wers_its_card_states_on_an4_test(name, an4_dir, tmp_path):
     prepared = subprocess.run([sys.executable, str(PREPARE), "--data-dir", str(an4_dir), "--out-dir", str(tmp_path)],
                               capture_output=True, text=True, timeout=300)
     assert prepared.returncode == 0, prepared.stderr
@@ -55,10 +58,11 @@ def test_bundled_model_scores_the_wers_its_card_states_on_an4_test(an4_dir, tmp_
     assert len(test) == 130
     references = [u.text for u in test]
 
-    loaded = load_model(BUNDLED_CHECKPOINT)
+    bundled = BUNDLED[name]
+    loaded = load_model(bundled.checkpoint)
     assert loaded.decoding.decoder == "beam" and (loaded.lm_arpa, loaded.rnnlm) != (None, None)  # beam + an LM
-    expected = card_test_wers(MODEL_CARD.read_text(encoding="utf-8"))
-    exported = load_exported(BUNDLED_MODEL)
+    expected = card_test_wers((bundled.folder / "MODEL_CARD.md").read_text(encoding="utf-8"))
+    exported = load_exported(bundled.exported)
     texts = {}
     for name, transcriber in (("pytorch", Transcriber(loaded, batch_size=32)),
                               ("onnx", Transcriber(exported, batch_size=32))):

@@ -3,7 +3,7 @@
 # -> a general-English word LM -> decode + score per corpus -> RESULTS.md -> an exported model folder.
 #
 #   bash recipes/english/run.sh [--stage N] [--stop-stage M] [--an4-dir DIR] [--speechocean-dir DIR]
-#                               [--librispeech-manifests DIR] [--config conf/english_blstm256.yaml]
+#                               [--librispeech-manifests DIR] [--config conf/english_blstm256_bpe.yaml]
 #                               [--exp-dir exp/english] [--weights an4=2,so762=1] [--overrides "train.seed=2"]
 #
 # Stages: 0 find the corpora, 1 manifests (dev = whole training speakers of each corpus held out;
@@ -23,7 +23,7 @@ stop_stage=5
 an4_dir=""
 so_dir=""
 libri=""
-config=conf/english_blstm256.yaml
+config=conf/english_blstm256_bpe.yaml  # the bundled english model's (it trained 30 epochs: --overrides "train.epochs=30")
 overrides=""
 exp=exp/english
 weights=an4=2,so762=1,librispeech=1
