@@ -16,7 +16,8 @@ import sys
 import pytest
 
 from asr.checkpoint import load_model
-from asr.cli import BUNDLED_CHECKPOINT, BUNDLED_MODEL
+from asr.cli import BUNDLED_CHECKPOINT
+from asr.bundled import BUNDLED
 from asr.manifest import read_manifest
 from asr.decode import DecodeConfig, make_decoder
 from asr.metrics import error_rates
@@ -25,8 +26,6 @@ from asr.transcribe import Transcriber
 from asr.tuning import decode_all
 
 from .test_recipe import PREPARE
-
-from asr.bundled import BUNDLED
 
 MODEL_CARD = BUNDLED_CHECKPOINT.parent / "MODEL_CARD.md"  # the an4 model's
 TOLERANCE = 0.1  # WER percentage points
@@ -64,14 +63,14 @@ def test_bundled_model_scores_the_wers_its_card_states_on_an4_test(name, an4_dir
     expected = card_test_wers((bundled.folder / "MODEL_CARD.md").read_text(encoding="utf-8"))
     exported = load_exported(bundled.exported)
     texts = {}
-    for name, transcriber in (("pytorch", Transcriber(loaded, batch_size=32)),
-                              ("onnx", Transcriber(exported, batch_size=32))):
+    for backend, transcriber in (("pytorch", Transcriber(loaded, batch_size=32)),
+                                 ("onnx", Transcriber(exported, batch_size=32))):
         log_probs = transcriber.log_probs([u.audio for u in test])
-        texts[name] = {
+        texts[backend] = {
             "greedy": decode_all(make_decoder(loaded.vocab, DecodeConfig()), log_probs, loaded.vocab),
             "beam_lm": decode_all(transcriber.backend.decoder(), log_probs, loaded.vocab),
         }
         for decoding, wer in expected.items():
-            measured = error_rates(references, texts[name][decoding]).wer * 100
-            assert measured == pytest.approx(wer, abs=TOLERANCE), (name, decoding, measured)
+            measured = error_rates(references, texts[backend][decoding]).wer * 100
+            assert measured == pytest.approx(wer, abs=TOLERANCE), (name, backend, decoding, measured)
     assert texts["onnx"] == texts["pytorch"]

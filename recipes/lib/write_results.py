@@ -57,11 +57,11 @@ def main() -> None:
         units = f"{len(loaded.vocab)} character tokens"
         lm = (f"LM: word {order}-gram (modified Kneser-Ney) from the training transcripts, lexicon of training "
               f"words; lm_weight {tuned.lm_weight:g} and word_score {tuned.word_score:g} chosen on dev by `asr tune-lm`.")
-    if args.lm_description and loaded.vocab.kind == "bpe":  # no word score: the decoder is lexicon-free
-        lm = f"LM: {args.lm_description}; lm_weight {tuned.lm_weight:g} chosen on dev by `asr tune-lm`."
-    elif args.lm_description:
-        lm = (f"LM: word {order}-gram, {args.lm_description}; lm_weight {tuned.lm_weight:g} and word_score "
-              f"{tuned.word_score:g} chosen on dev by `asr tune-lm`.")
+    if args.lm_description:
+        pieces = loaded.vocab.kind == "bpe"  # lexicon-free decoding: no word score
+        kind = "" if pieces else f"word {order}-gram, "
+        word_score = "" if pieces else f" and word_score {tuned.word_score:g}"
+        lm = f"LM: {kind}{args.lm_description}; lm_weight {tuned.lm_weight:g}{word_score} chosen on dev by `asr tune-lm`."
     cfg = model.config
     lines = [
         f"# {run.parent.name} results: {run.name}",
