@@ -33,7 +33,9 @@ Forward = Callable[[Sequence], tuple[np.ndarray, np.ndarray]]  # feats [(T, F)] 
 LONG_AUDIO_SECONDS = 60.0  # longer files are streamed and run through the model in windows
 WINDOW_SECONDS = 20.0  # the part of each window whose output is kept
 CONTEXT_SECONDS = 2.0  # extra audio either side of a window, so the bidirectional layers see past its edges
-PAUSE_SECONDS = 0.3  # long files are decoded in segments cut at pauses at least this long
+PAUSE_SECONDS = 0.3  # long files are decoded in segments cut at pauses at least this long ...
+SEGMENT_SECONDS = 30.0  # ... each segment as many pauses long as fit in this (one longer stretch of speech stays
+# whole): beam search memory stays bounded, and a file this short decodes exactly as a whole-file pass
 READ_AHEAD = 4  # transcribe() reads this many batches of files, sorts them by length, then batches them:
 # padding 1.23x the audio on AN4 test instead of 1.79x for batches in input order
 
@@ -75,7 +77,7 @@ class Transcriber:
 
     def transcribe_long(self, path: str) -> Transcript:
         """A long file: streamed features, windowed inference with context, then decoding one
-        pause-delimited segment at a time (see split_at_pauses). The reader's warnings (asr.audio)
+        segment of at most SEGMENT_SECONDS cut at pauses at a time (see split_at_pauses). The reader's warnings (asr.audio)
         are the Transcript's.
 
         Memory stays bounded by the window and segment sizes (plus the log-probs, ~13 MB per hour).
@@ -101,7 +103,9 @@ class Transcriber:
         separator_id = vocab.separator_id  # None for BPE: each segment's first piece starts a word
         tokens: list[int] = []
         frames: list[int] = []
-        for start, end in split_at_pauses(log_probs, round(PAUSE_SECONDS / self.backend.frame_seconds)):
+        frame_seconds = self.backend.frame_seconds
+        for start, end in split_at_pauses(log_probs, round(PAUSE_SECONDS / frame_seconds),
+                                          round(SEGMENT_SECONDS / frame_seconds)):
             (segment,) = self.decode(log_probs[None, start:end], np.array([end - start]))
             if segment.tokens:
                 if tokens and separator_id is not None:
@@ -273,12 +277,15 @@ def windowed_log_probs(
     return np.concatenate(outputs)
 
 
-def split_at_pauses(log_probs, min_pause_frames: int) -> list[tuple[int, int]]:
+def split_at_pauses(log_probs, min_pause_frames: int, max_segment_frames: int | None = None) -> list[tuple[int, int]]:
     """Cut log_probs (T, V) into segments at pauses: runs of at least min_pause_frames frames whose
     best token is the blank, cut in their middle. Returns [(start, end)) covering all T frames.
+    max_segment_frames: consecutive pause-delimited pieces are joined while the segment stays within
+    it (a single longer piece stays whole); None cuts at every pause.
 
-    Decoding segment by segment keeps beam search memory bounded on hours of audio and lets the
-    LM start each stretch of speech afresh; greedy results are unchanged (cuts are inside blanks).
+    Decoding segment by segment keeps beam search memory bounded on hours of audio; greedy results
+    are unchanged (cuts are inside blanks). The LM starts each segment afresh, so segments only as
+    short as memory needs: cutting a short file at each pause changed its beam + LM words.
     """
     blank = (as_numpy(log_probs).argmax(axis=-1) == BLANK_ID).tolist()
     cuts, run_start = [], None
@@ -289,8 +296,21 @@ def split_at_pauses(log_probs, min_pause_frames: int) -> list[tuple[int, int]]:
             if t - run_start >= min_pause_frames and run_start > 0 and t < len(blank):
                 cuts.append((run_start + t) // 2)
             run_start = None
+    if max_segment_frames is not None:
+        cuts = _joined_within(cuts, len(blank), max_segment_frames)
     bounds = [0, *cuts, len(blank)]
     return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def _joined_within(cuts: list[int], total: int, max_frames: int) -> list[int]:
+    """The cuts (ascending frames in [0, total)) kept so that the pieces between them are joined
+    greedily, left to right, into segments of at most max_frames where the pieces allow it."""
+    kept, start = [], 0
+    for cut, after in zip(cuts, [*cuts[1:], total]):
+        if after - start > max_frames:  # the piece after this cut would overfill the segment
+            kept.append(cut)
+            start = cut
+    return kept
 
 
 FORMATS = ("text", "jsonl", "srt", "vtt", "ctm")

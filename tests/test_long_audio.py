@@ -139,6 +139,16 @@ def test_split_at_pauses_cuts_in_the_middle_of_long_blank_runs_only():
     assert transcribe_module.split_at_pauses(best_path([1, 1]), 3) == [(0, 2)]
 
 
+def test_split_at_pauses_joins_pieces_up_to_the_segment_length():
+    #        0  1  2  3  4  5  6  7  8  9 10 11 12 13 14 15 16 17 18 19
+    frames = [1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4, 4, 4, 4, 4, 4, 0, 0]
+    split = transcribe_module.split_at_pauses
+    assert split(best_path(frames), 3) == [(0, 2), (2, 6), (6, 10), (10, 20)]  # a cut at every pause
+    assert split(best_path(frames), 3, max_segment_frames=20) == [(0, 20)]  # the whole fits: decoded whole
+    assert split(best_path(frames), 3, max_segment_frames=6) == [(0, 6), (6, 10), (10, 20)]  # 10-20 alone is longer
+    assert split(best_path(frames), 3, max_segment_frames=10) == [(0, 10), (10, 20)]
+
+
 def test_greedy_text_is_the_same_with_and_without_pause_segmentation():
     torch.manual_seed(2)
     tokens = torch.randint(0, 5, (300,))
