@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
                    f"{PIECE_LM_ORDER} for pieces)")
     p.add_argument("--out-dir", help="writes lm.arpa (and lexicon.txt for a word LM), or rnnlm.pt, here")
     rnn = p.add_argument_group("recurrent LM (--type lstm)")
-    rnn.add_argument("--config", help="YAML with model: and train: sections (asr.rnnlm.RNNLMRunConfig, e.g. "
+    rnn.add_argument("--config", help="YAML with model: and train: sections (asr.rnnlm_train.RNNLMRunConfig, e.g. "
                      "conf/rnnlm_word.yaml); the options below override it, and its defaults are the dataclasses'")
     rnn.add_argument("--units", choices=["word", "char"], help="word LSTM or Char-RNN (default word)")
     rnn.add_argument("--cell", choices=["lstm", "gru", "rnn"])
@@ -588,7 +588,7 @@ def cmd_lm(args: argparse.Namespace) -> int:
 
     vocab = Vocab.load(args.vocab) if args.vocab else None
     if args.text:
-        from asr.rnnlm import read_lm_text  # (imports torch: only when needed)
+        from asr.rnnlm_train import read_lm_text  # (imports torch: only when needed)
 
         texts = read_lm_text(args.text, vocab)
     else:
@@ -615,7 +615,7 @@ def _train_rnnlm(args: argparse.Namespace) -> int:
     from asr.errors import ASRError
     from asr.manifest import read_manifest
     from asr.config import load_config
-    from asr.rnnlm import RNNLMRunConfig, check_characters, read_lm_text, train_and_report
+    from asr.rnnlm_train import RNNLMRunConfig, check_characters, read_lm_text, train_and_report
     from asr.text import Vocab
 
     if bool(args.manifest) == bool(args.text) or not args.out_dir:

@@ -70,7 +70,8 @@ def main() -> None:
     from asr.lm import build_arpa, lm_words, read_arpa
     from asr.manifest import read_manifest
     from asr.metrics import error_rates
-    from asr.rnnlm import load_lm, ngram_perplexity
+    from asr.rnnlm import load_lm
+    from asr.rnnlm_train import ngram_perplexity
     from asr.transcribe import Transcriber
     from asr.tuning import decode_all, tune_lm
 

@@ -17,9 +17,9 @@ from asr.lm import WORD_BOUNDARY
 from asr.fusion import FusedLM
 from asr.lm import build_arpa, read_arpa
 from asr.model import AcousticModel, ModelConfig
-from asr.rnnlm import (
-    EOS_ID, LMVocab, RecurrentLM, RNNLM, RNNLMConfig, RNNLMTrainConfig, batchify, bptt_chunks, load_lm,
-    ngram_perplexity, read_lm_text, save_lm, stream_ids, train_rnnlm,
+from asr.rnnlm import EOS_ID, LMVocab, RecurrentLM, RNNLM, RNNLMConfig, load_lm, save_lm
+from asr.rnnlm_train import (
+    RNNLMTrainConfig, batchify, bptt_chunks, ngram_perplexity, read_lm_text, stream_ids, train_rnnlm,
 )
 from asr.text import Vocab
 from torchaudio.models.decoder import ctc_decoder
@@ -304,7 +304,7 @@ def test_lm_command_reads_a_config_file_that_its_options_override(tmp_path, caps
 
 def test_the_shipped_lm_config_is_the_dataclasses_defaults_spelt_out():
     from asr.config import load_config, to_dict
-    from asr.rnnlm import RNNLMRunConfig
+    from asr.rnnlm_train import RNNLMRunConfig
 
     assert to_dict(load_config(RNNLMRunConfig, Path(__file__).resolve().parents[1] / "conf" / "rnnlm_word.yaml")) == to_dict(RNNLMRunConfig())
 
