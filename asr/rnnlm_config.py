@@ -1,6 +1,6 @@
-"""A recurrent LM's configuration and vocabulary without torch, shared by the network (asr.rnnlm), its
-training (asr.rnnlm_train) and the exported runtime (asr.runtime), which reads them from config.json and runs the network
-step as rnnlm.onnx in onnxruntime (exported from asr.rnnlm.RNNLM.step by asr.onnx_export).
+"""A recurrent LM's configuration and vocabulary without torch, shared by the network (asr.rnnlm),
+its training (asr.rnnlm_train) and the exported runtime (asr.runtime), which reads them from
+config.json and runs the network step as rnnlm.onnx in onnxruntime (exported from asr.rnnlm.RNNLM.step by asr.onnx_export).
 """
 
 from __future__ import annotations

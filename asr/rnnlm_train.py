@@ -131,18 +131,6 @@ class EpochLog:
     seconds: float
 
 
-@torch.no_grad()
-def _stream_perplexity(model: RNNLM, columns: torch.Tensor, bptt: int) -> float:
-    """Per-symbol perplexity of batchified text (eval mode)."""
-    model.eval()
-    total, count, state = 0.0, 0, None
-    for inputs, targets in bptt_chunks(columns, bptt):
-        logits, state = model(inputs, state)
-        total += float(nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum"))
-        count += targets.numel()
-    return math.exp(total / max(count, 1))
-
-
 def train_epoch(model: RNNLM, columns: torch.Tensor, bptt: int, optimizer: torch.optim.Optimizer,
                 clip: float) -> float:
     """One pass of truncated BPTT over batchified text (B, N); returns the per-symbol perplexity.

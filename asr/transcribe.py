@@ -77,8 +77,8 @@ class Transcriber:
 
     def transcribe_long(self, path: str) -> Transcript:
         """A long file: streamed features, windowed inference with context, then decoding one
-        segment of at most SEGMENT_SECONDS cut at pauses at a time (see split_at_pauses). The reader's warnings (asr.audio)
-        are the Transcript's.
+        segment at a time, cut at pauses, each at most SEGMENT_SECONDS where the pauses allow it
+        (see split_at_pauses). The reader's warnings (asr.audio) are the Transcript's.
 
         Memory stays bounded by the window and segment sizes (plus the log-probs, ~13 MB per hour).
         """

@@ -16,7 +16,6 @@ import sys
 import pytest
 
 from asr.checkpoint import load_model
-from asr.cli import BUNDLED_CHECKPOINT
 from asr.bundled import BUNDLED
 from asr.manifest import read_manifest
 from asr.decode import DecodeConfig, make_decoder
@@ -27,16 +26,15 @@ from asr.tuning import decode_all
 
 from .test_recipe import PREPARE
 
-MODEL_CARD = BUNDLED_CHECKPOINT.parent / "MODEL_CARD.md"  # the an4 model's
 TOLERANCE = 0.1  # WER percentage points
 
 
-def card_test_wers(card: str) -> dict[str, float]:
-    """{'greedy': WER %, 'beam_lm': WER %} from the card's table row for the test set."""
+def card_test_wers(card: str, where: str = "the model card") -> dict[str, float]:
+    """{'greedy': WER %, 'beam_lm': WER %} from the card's table row for the test set (where: its file)."""
     (row,) = [line for line in card.splitlines() if line.startswith("| test (")]
     greedy = re.search(r"greedy WER ([\d.]+) %", row)
     beam_lm = re.search(r"beam \+ [^|;]*?(?:LM|LSTM) WER ([\d.]+) %", row)
-    assert greedy and beam_lm, f"{MODEL_CARD}: no greedy and beam + LM WERs in the test row: {row}"
+    assert greedy and beam_lm, f"{where}: no greedy and beam + LM WERs in the test row: {row}"
     return {"greedy": float(greedy.group(1)), "beam_lm": float(beam_lm.group(1))}
 
 
@@ -60,7 +58,8 @@ def test_bundled_model_scores_the_wers_its_card_states_on_an4_test(name, an4_dir
     bundled = BUNDLED[name]
     loaded = load_model(bundled.checkpoint)
     assert loaded.decoding.decoder == "beam" and (loaded.lm_arpa, loaded.rnnlm) != (None, None)  # beam + an LM
-    expected = card_test_wers((bundled.folder / "MODEL_CARD.md").read_text(encoding="utf-8"))
+    card = bundled.folder / "MODEL_CARD.md"
+    expected = card_test_wers(card.read_text(encoding="utf-8"), str(card))
     exported = load_exported(bundled.exported)
     texts = {}
     for backend, transcriber in (("pytorch", Transcriber(loaded, batch_size=32)),
