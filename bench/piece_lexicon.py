@@ -29,7 +29,7 @@ import numpy as np
 
 from asr.beam_search import _emitted, _flashlight_decoder
 from asr.checkpoint import model_from_payload, read_checkpoint
-from asr.decode import DecodeConfig, make_decoder
+from asr.decode import DecodeConfig, Hypothesis, make_decoder
 from asr.lm import read_lexicon
 from asr.manifest import read_manifest
 from asr.metrics import error_rates
@@ -41,21 +41,24 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "exp" / "english" / "data"
 
 
-def lexicon_decode(vocab, emissions, lexicon_path: str, lm_path: str, lm_weight: float, word_score: float,
-                   beam_size: int) -> list[str]:
-    """Transcripts of emissions (each (T, V)) through the lexicon decoder over pieces."""
+def lexicon_decoder(vocab, lexicon_path: str, lm_path: str, lm_weight: float, word_score: float, beam_size: int):
+    """flashlight's lexicon decoder over pieces, loaded once, as a decoder from make_decoder is
+    called (asr.tuning.decode_all): log_probs (1, T, V), out_lens (1,) -> [Hypothesis]."""
     from flashlight.lib.text import decoder as flashlight, dictionary
 
     config = DecodeConfig(decoder="beam", beam_size=beam_size, lm_weight=lm_weight, word_score=word_score)
     tokens = list(vocab.tokens)
-    decoder, _lm = _flashlight_decoder(flashlight, dictionary, config, tokens, lexicon_path, lm_path, None,
-                                       blank=tokens[BLANK_ID], silence=tokens[BLANK_ID])
-    texts = []
-    for emission in emissions:
-        row = np.ascontiguousarray(emission, dtype=np.float32)
-        result = decoder.decode(row.ctypes.data, row.shape[0], row.shape[1])
-        texts.append(vocab.decode([t for t, _ in _emitted(result[0].tokens, BLANK_ID)]) if result else "")
-    return texts
+    decoder, lm = _flashlight_decoder(flashlight, dictionary, config, tokens, lexicon_path, lm_path, None,
+                                      blank=tokens[BLANK_ID], silence=tokens[BLANK_ID])
+
+    def decode(log_probs, out_lens) -> list[Hypothesis]:
+        row = np.ascontiguousarray(log_probs[0, : int(out_lens[0])], dtype=np.float32)
+        results = decoder.decode(row.ctypes.data, row.shape[0], row.shape[1])
+        emitted = _emitted(results[0].tokens, BLANK_ID) if results else []
+        return [Hypothesis([t for t, _ in emitted], [f for _, f in emitted])]
+
+    decode.lm = lm  # keep the LM alive as long as the decoder
+    return decode
 
 
 def main() -> None:
@@ -107,10 +110,11 @@ def main() -> None:
             f.writelines(f"{w} {' '.join(vocab.tokens[i] for i in vocab.encode(w))}\n" for w in words)
         grid = itertools.product([float(v) for v in args.lm_weights.split(",")],
                                  [float(v) for v in args.word_scores.split(",")])
-        for lm_weight, word_score in grid:
+        for lm_weight, word_score in grid:  # the LM loads once per grid point, for every dev set
+            decode = lexicon_decoder(vocab, lexicon_path, str(args.word_lm / "lm.arpa"), lm_weight, word_score,
+                                     args.beam_size)
             add("word lexicon in pieces + word 3-gram", lm_weight, word_score,
-                lambda em: lexicon_decode(vocab, em, lexicon_path, str(args.word_lm / "lm.arpa"), lm_weight,
-                                          word_score, args.beam_size))
+                lambda em: decode_all(decode, em, vocab))
     columns = ["decoder", "lm_weight", "word_score", *[f"{n} WER %" for n in sets], "pooled WER %"]
     rep.write({"model": str(args.model), "word_lm": str(args.word_lm), "lexicon_words": len(words),
                "beam_size": args.beam_size, "rows": rows}, tables=[("Dev WER %", rows, columns)])
