@@ -14,9 +14,10 @@ from asr.metrics import error_rates
 SPEECHOCEAN = Path(os.environ.get("SPEECHOCEAN_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"
                                   / "speechocean762"))
 CLIPS = 40  # the first utterance of each of 40 test speakers
-# A regression bound, not the goal: the bundled model writes 82.2 % WER greedy on these 40 clips (its
-# test-set figures: asr/pretrained/english_blstm/MODEL_CARD.md); the target is 40 % on the whole test set.
-GREEDY_BOUND = 0.88
+# A regression bound, not the goal: the bundled model writes 78.26 % WER greedy on these 40 clips (the
+# first english model 82.2 %; test-set figures: asr/pretrained/english_blstm/MODEL_CARD.md); the target is
+# 40 % on the whole test set.
+GREEDY_BOUND = 0.84
 
 
 @pytest.mark.skipif(not BUNDLED["english"].available, reason="the general-English model is not bundled yet")
