@@ -12,6 +12,7 @@ from asr.checkpoint import (
     CheckpointError,
     checkpoint_payload,
     decoding_section,
+    export_payload,
     load_model,
     model_from_payload,
     read_checkpoint,
@@ -253,6 +254,7 @@ def test_invalid_stored_vocab_is_checkpoint_error_naming_file(tmp_path):
         ({"config": ["beam"]}, "config must be a mapping, got list"),
         ({"config": {}, "lm_arpa": 3}, "lm_arpa must be the ARPA text, got int"),
         ({"config": {}, "lexicon": "CAT"}, "lexicon must be a list of words"),
+        ({"config": {}, "lm_arpa_gzip": "ARPA"}, "lm_arpa_gzip must be gzip-compressed ARPA text, got str"),
         ("beam", "expected a mapping, got str"),
     ],
 )
@@ -273,6 +275,31 @@ def test_a_good_decoding_section_is_loaded(tmp_path):
                                              decoding=decoding_section(config, "ARPA", ["HELLO", "WORLD"])))
     loaded = load_model(path)
     assert (loaded.decoding, loaded.lm_arpa, loaded.lexicon) == (config, "ARPA", ("HELLO", "WORLD"))
+
+
+def test_the_lm_is_stored_compressed_and_a_plain_text_lm_of_an_older_checkpoint_still_loads(tmp_path):
+    model, features, cmvn, vocab = tiny_setup()
+    config = DecodeConfig(decoder="beam", lm_weight=1.0)
+    arpa = "\\data\\\nngram 1=2\n\n\\1-grams:\n" + "-1.0 HELLO\n" * 2000 + "\\end\\\n"
+    section = decoding_section(config, arpa)
+    assert "lm_arpa" not in section and len(section["lm_arpa_gzip"]) < len(arpa) / 10
+    older = {"config": section["config"], "lm_arpa": arpa, "lexicon": None}  # as checkpoints before held it
+    for name, decoding in (("new.pt", section), ("older.pt", older)):
+        save_checkpoint(tmp_path / name, checkpoint_payload(model, features, cmvn, vocab, decoding=decoding))
+        assert load_model(tmp_path / name).lm_arpa == arpa
+    exported = export_payload(read_checkpoint(tmp_path / "older.pt"))  # asr export rewrites it compressed
+    assert "lm_arpa" not in exported["decoding"] and model_from_payload(exported).lm_arpa == arpa
+
+
+def test_a_damaged_compressed_lm_is_reported_as_such(tmp_path):
+    model, features, cmvn, vocab = tiny_setup()
+    section = decoding_section(DecodeConfig(decoder="beam"), "ARPA")
+    section["lm_arpa_gzip"] = section["lm_arpa_gzip"][:-8]
+    path = tmp_path / "tuned.pt"
+    save_checkpoint(path, checkpoint_payload(model, features, cmvn, vocab, decoding=section))
+    with pytest.raises(CheckpointError, match=rf"^{re.escape(str(path))}: bad decoding section: lm_arpa_gzip is not "
+                                              "gzip-compressed UTF-8 text"):
+        load_model(path)
 
 
 def test_a_checkpoint_whose_lm_does_not_load_is_named_in_the_error(tmp_path):
