@@ -132,6 +132,12 @@ def test_a_killed_run_resumes_keeping_the_files_already_written(synth, tmp_path,
     assert again == first
     assert [u.speaker for u in again] == ["synth-flite-slt", "synth-espeak-ng-en-us+f1"]
     assert [u.duration for u in again] == [0.5, 0.5]
+    other = [synth.Voice("flite", "awb", 100.0, 1.0), voices[1]]
+    with pytest.raises(ASRError, match="plan.json: the folder holds another set of sentences or voices"):
+        synth.synthesize(TEXT[:2], other, tmp_path, jobs=1)
+    with pytest.raises(ASRError, match="plan.json: the folder holds another set"):
+        synth.synthesize(TEXT[:3], voices + [other[0]], tmp_path, jobs=1)
+    assert len(spoken) == 3  # nothing spoken into the other plan's folder
 
 
 @pytest.mark.parametrize("voice", [("flite", "slt", 200.0, 1.0), ("flite", "kal16", 110.0, 1.2),

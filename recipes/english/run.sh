@@ -5,12 +5,16 @@
 #   bash recipes/english/run.sh [--stage N] [--stop-stage M] [--an4-dir DIR] [--speechocean-dir DIR]
 #                               [--librispeech-manifests DIR] [--config conf/english_blstm256_bpe.yaml]
 #                               [--exp-dir exp/english] [--weights an4=2,so762=1] [--overrides "train.seed=2"]
+#                               [--synth-sentences 3000]
 #
 # Stages: 0 find the corpora, 1 manifests (dev = whole training speakers of each corpus held out;
 #         test speakers reach neither training, the LM text nor model selection),
 #         2 CMVN stats + vocabulary + the training-text LM + the general-English LM (pocketsphinx's
 #           en-us 3-gram pruned and interpolated with the training transcripts; for a BPE model a piece
-#           6-gram of sentences drawn from it), 3 train,
+#           6-gram of sentences drawn from it); with --synth-sentences N also N sentences drawn from that
+#           3-gram spoken by flite and espeak-ng (recipes/english/local/synthesize.py; apt install flite
+#           espeak-ng) and mixed into training (train_synth.jsonl; CMVN, pieces and LMs stay the real
+#           speech's), 3 train,
 #         4 tune the LM weights on the pooled dev sets, decode (greedy, beam, beam + LM) and score
 #           dev and test of each corpus, 5 export the ONNX model folder (exp/english/<run>/onnx).
 # Each stage skips work that is already done, so a killed recipe resumes where it stopped.
@@ -27,6 +31,7 @@ config=conf/english_blstm256_bpe.yaml  # the bundled english model's (it trained
 overrides=""
 exp=exp/english
 weights=an4=2,so762=1,librispeech=1
+synth=0
 python=${PYTHON:-python}
 
 while [ $# -gt 0 ]; do
@@ -40,7 +45,8 @@ while [ $# -gt 0 ]; do
     --overrides) overrides=$2; shift 2 ;;
     --exp-dir) exp=$2; shift 2 ;;
     --weights) weights=$2; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    --synth-sentences) synth=$2; shift 2 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -65,6 +71,7 @@ eval_splits="dev_an4 dev_so762 test_an4 test_so762"
 score_lm_dir=$data/char/lm_general
 lm_description="pocketsphinx's general US-English 3-gram (BSD-2) pruned and interpolated with the training transcripts (recipes/english/local/build_lm.py)"
 recipe_command="bash recipes/english/run.sh --config $config_arg${overrides:+ --overrides \"$overrides\"}"
+[ "$synth" = 0 ] || recipe_command+=" --synth-sentences $synth"
 mkdir -p "$data" "$run_dir"
 
 is_an4() { [ -f "$1/etc/an4_train.fileids" ] && [ -f "$1/etc/an4_test.transcription" ]; }
@@ -109,6 +116,20 @@ general_lm() {  # the general-English LM the model decodes with (stage 4 and the
   touch "$score_lm_dir/.done"
 }
 
+synthetic_speech() {  # --synth-sentences N: general-English sentences in machine voices, mixed into training
+  if [ -f "$data/.synth.done" ] && [ "$(cat "$data/.synth.done")" = "$synth" ]; then
+    echo "  already done ($data/train_synth.jsonl)"; return
+  fi
+  local tests=()
+  for split in $eval_splits; do
+    case $split in test_*) tests+=("$data/$split.jsonl") ;; esac
+  done
+  $python recipes/english/local/synthesize.py --out-dir "$data/synth" --sentences "$synth" \
+    --train-text "$data/lm_text.txt" --vocab "$units_dir/vocab.json" --exclude "$data/$dev_split.jsonl" "${tests[@]}"
+  $python -m asr data mix "$data/$train_split.jsonl" "$data/synth/synth.jsonl" --out "$data/train_synth.jsonl"
+  echo "$synth" > "$data/.synth.done"
+}
+
 noise_override() {  # the config's recorded-noise folder, or that augmentation off when it is absent
   local dir
   dir=$($python -c "import sys; from asr.config import load_config; from asr.runconfig import RunConfig
@@ -137,6 +158,10 @@ run_stage 0 "find AN4 and speechocean762" find_corpora
 run_stage 1 "manifests (speaker-disjoint dev per corpus, weighted training mix)" make_manifests
 run_stage 2 "CMVN stats, vocabulary and n-gram LMs (training transcripts; general English)" stage_stats
 run_stage 2 "general-English word LM" general_lm
+if [ "$synth" != 0 ]; then
+  run_stage 2 "synthetic speech: $synth sentences (flite, espeak-ng)" synthetic_speech
+  train_split=train_synth  # training only: CMVN, pieces and LMs above are the real speech's
+fi
 noise_override
 run_stage 3 "train ($config -> $run_dir)" stage_train
 run_stage 4 "tune LM weights on dev, decode and score" stage_score

@@ -16,22 +16,25 @@ its pitch and rate drawn per sentence (only voices the installed engines list: b
 unknown voice's name in their default voice without a word).
 
 Sentences equal to a transcript of an --exclude manifest (dev and test sets) are dropped. Writes
-<out-dir>/wav/<id>.wav (16-bit PCM, 16 kHz) and <out-dir>/synth.jsonl (speaker: the engine and voice);
-a killed run resumes, keeping the files already written. Needs the engines (apt install flite
-espeak-ng) and the pocketsphinx package (the LM). Licences: flite and its voices, CMU's BSD-style
-licence; espeak-ng, GPL-3 (the program; the audio it writes carries no licence of its own);
-pocketsphinx's LM, BSD 2-clause.
+<out-dir>/wav/<id>.wav (16-bit PCM, 16 kHz), <out-dir>/synth.jsonl (speaker: the engine and voice)
+and <out-dir>/plan.json (the sentences and voices, written first): a killed run resumes, keeping the
+files already written, when its plan is the same. Needs the engines (apt install flite espeak-ng)
+and the pocketsphinx package (the LM). Licences: flite and its voices, CMU's BSD-style licence;
+espeak-ng, GPL-3 (the program; the audio it writes carries no licence of its own); pocketsphinx's
+LM, BSD 2-clause. recipes/english/run.sh --synth-sentences N runs it (stage 2) and mixes the result
+into training.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from build_lm import general_vocabulary, sphinx_lm_path, upper_case  # noqa: E402
 
 from asr.arpa import BackoffLM, sample_sentences  # noqa: E402
+from asr.atomic import write_text_atomically  # noqa: E402
 from asr.audio import resample  # noqa: E402
 from asr.errors import ASRError  # noqa: E402
 from asr.lm import UNK  # noqa: E402
@@ -203,9 +207,17 @@ def general_lm(train_text: Path, vocab: Vocab, vocab_size: int) -> BackoffLM:
 
 
 def synthesize(sentences: list[str], voices: list[Voice], out_dir: Path, jobs: int) -> list[Utterance]:
-    """Each sentence spoken by its voice into out_dir/wav/synth-NNNNN.wav (kept if already there)."""
+    """Each sentence spoken by its voice into out_dir/wav/synth-NNNNN.wav. A file already there is
+    kept when out_dir/plan.json (the sentences and voices, written first) is this run's plan; a
+    folder made with another plan is an error, not a mix of two sets."""
     wav_dir = out_dir / "wav"
     wav_dir.mkdir(parents=True, exist_ok=True)
+    plan = json.dumps([[text, asdict(voice)] for text, voice in zip(sentences, voices)], indent=0) + "\n"
+    plan_path = out_dir / "plan.json"
+    if plan_path.is_file() and plan_path.read_text(encoding="utf-8") != plan:
+        raise ASRError(f"{plan_path}: the folder holds another set of sentences or voices (other --sentences, "
+                       "--seed, --engines or LM): remove it or choose another --out-dir")
+    write_text_atomically(plan_path, plan)
 
     def one(i: int) -> Utterance:
         uid = f"synth-{i:05d}"
