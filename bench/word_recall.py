@@ -7,7 +7,7 @@ in synthetic training speech.
         --hyp before=exp/english/blstm4x256_bpe/hyp_dev_so762_greedy.jsonl \\
         --hyp after=exp/english/blstm5x256_bpe_synth/hyp_dev_so762_greedy.jsonl [--name word_recall]
 
---hyp NAME=FILE: a hypothesis file as `asr decode` writes it (JSONL with id and text), scored against
+--hyp NAME=FILE: a hypothesis file as `asr decode` writes it (what `asr score` reads: JSONL with id and text), scored against
 --ref's transcripts (every reference utterance needs a hypothesis). Bins by real training count:
 0, 1-4, 5-49, 50+; with --synth each bin is split by whether the word is in the synthetic speech's
 text. Dev sets only: this reads a choice, it does not make one. Writes results/NAME.json.
@@ -16,7 +16,6 @@ text. Dev sets only: this reads a choice, it does not make one. Writes results/N
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import jiwer
 
 from asr.errors import ASRError
-from asr.manifest import read_manifest
+from asr.manifest import read_manifest, read_transcripts
 from report import Report
 
 BINS = ((0, 0), (1, 4), (5, 49), (50, None))
@@ -39,20 +38,6 @@ def bin_name(count: int) -> str:
 
 def word_counts(paths: list[Path]) -> Counter:
     return Counter(w for path in paths for u in read_manifest(path, check_audio=False) for w in u.text.split())
-
-
-def read_hypotheses(path: Path) -> dict[str, str]:
-    hyps = {}
-    try:
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                record = json.loads(line)
-                hyps[record["id"]] = record["text"]
-    except (OSError, UnicodeDecodeError) as err:
-        raise ASRError(f"{path}: cannot read the hypotheses ({err})") from None
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise ASRError(f"{path}:{number}: not a hypothesis line with id and text ({err})") from None
-    return hyps
 
 
 def recall(refs: dict[str, str], hyps: dict[str, str], train: Counter, synth: Counter | None) -> list[dict]:
@@ -97,7 +82,7 @@ def main() -> int:
             name, sep, path = spec.partition("=")
             if not sep or not name or not path:
                 raise ASRError(f"--hyp {spec!r}: expected NAME=FILE")
-            models[name] = recall(refs, read_hypotheses(Path(path)), train, synth)
+            models[name] = recall(refs, read_transcripts(path), train, synth)
     except ASRError as err:
         print(f"word_recall.py: {err}", file=sys.stderr)
         return 1

@@ -34,5 +34,5 @@ def test_a_missing_hypothesis_or_a_bad_line_is_named(word_recall, tmp_path):
         word_recall.recall({"a": "X", "b": "Y"}, {"a": "X"}, Counter(), None)
     path = tmp_path / "hyp.jsonl"
     path.write_text(json.dumps({"id": "a", "text": "X"}) + "\n{\"id\": \"b\"}\n")
-    with pytest.raises(ASRError, match=r"hyp.jsonl:2: not a hypothesis line"):
-        word_recall.read_hypotheses(path)
+    with pytest.raises(ASRError, match=r"hyp.jsonl:2: expected a JSON object"):  # asr score's reader
+        word_recall.read_transcripts(path)

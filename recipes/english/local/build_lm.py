@@ -108,6 +108,14 @@ def upper_case(lm: BackoffLM) -> BackoffLM:
     return BackoffLM.from_arrays(words, lm.grams, lm.logp, lm.logbo)
 
 
+def read_general_lm(source: Path) -> BackoffLM:
+    """pocketsphinx's 3-gram at `source` (en-us.lm.bin), its words upper-cased."""
+    from asr.sphinx_lm import convert_sphinx_lm  # pocketsphinx only runs in the subprocess it starts
+
+    with tempfile.TemporaryDirectory(prefix="sphinx-lm-") as tmp:
+        return upper_case(convert_sphinx_lm(source, tmp))
+
+
 def spellable(words, vocab: Vocab) -> list[str]:
     return [w for w in words if w not in SPECIAL and w and not vocab.unknown_chars(w)]
 
@@ -227,10 +235,7 @@ def build(args: argparse.Namespace) -> int:
           file=sys.stderr)
 
     source = args.sphinx_lm or sphinx_lm_path()
-    from asr.sphinx_lm import convert_sphinx_lm  # pocketsphinx only runs in the subprocess it starts
-
-    with tempfile.TemporaryDirectory(prefix="sphinx-lm-") as tmp:
-        general_words = upper_case(convert_sphinx_lm(source, tmp))
+    general_words = read_general_lm(source)
     print(f"Stage 2: general LM {source}: {general_words.counts()} n-grams", file=sys.stderr)
 
     def general_model(vocab_size: int) -> BackoffLM:

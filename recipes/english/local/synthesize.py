@@ -42,10 +42,10 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from build_lm import general_vocabulary, sphinx_lm_path, upper_case  # noqa: E402
+from build_lm import general_vocabulary, read_general_lm, sphinx_lm_path  # noqa: E402
 
 from asr.arpa import BackoffLM, sample_sentences  # noqa: E402
-from asr.atomic import write_text_atomically  # noqa: E402
+from asr.atomic import atomic_write, write_text_atomically  # noqa: E402
 from asr.audio import resample  # noqa: E402
 from asr.errors import ASRError  # noqa: E402
 from asr.lm import UNK  # noqa: E402
@@ -189,20 +189,16 @@ def speak(text: str, voice: Voice, wav: Path) -> float:
     if peak < 1e-4:
         raise ASRError(f"{voice.engine} ({voice.name}) wrote silence for {text!r}")
     samples = samples * min(1.0, 0.97 / peak)
-    tmp_wav = wav.with_suffix(".tmp.wav")
-    sf.write(tmp_wav, samples, SAMPLE_RATE, subtype="PCM_16")
-    tmp_wav.replace(wav)
+    with atomic_write(wav, binary=True) as f:
+        sf.write(f, samples, SAMPLE_RATE, subtype="PCM_16", format="WAV")
     return samples.shape[0] / SAMPLE_RATE
 
 
 def general_lm(train_text: Path, vocab: Vocab, vocab_size: int) -> BackoffLM:
     """pocketsphinx's en-us 3-gram restricted to its `vocab_size` most probable words the model can
     spell, plus every training word (as recipes/english/local/build_lm.py restricts it)."""
-    from asr.sphinx_lm import convert_sphinx_lm  # pocketsphinx only runs in the subprocess it starts
-
     train_words = {w for line in train_text.read_text(encoding="utf-8").splitlines() for w in line.split()}
-    with tempfile.TemporaryDirectory(prefix="sphinx-lm-") as tmp:
-        words = upper_case(convert_sphinx_lm(sphinx_lm_path(), tmp))
+    words = read_general_lm(sphinx_lm_path())
     return restrict_vocab(words, general_vocabulary(words, vocab, vocab_size, train_words))
 
 
