@@ -56,7 +56,8 @@ BUNDLED = {
     "english": BundledModel(
         "english", PRETRAINED / "english_blstm",
         "general English, open vocabulary (256 BPE pieces; an LM of pieces from a 20k-word US-English "
-        "3-gram), from 3.3 h of read speech (AN4 + speechocean762): still rough on voices it has not heard",
+        "3-gram), from 3.3 h of read speech (AN4 + speechocean762) and 2.2 h of synthetic speech: still rough "
+        "on voices it has not heard",
         limited=False),
     "an4": BundledModel(
         "an4", PRETRAINED / "an4_blstm",
