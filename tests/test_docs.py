@@ -313,7 +313,7 @@ def repo_paths_exist(words: list[str], command: str) -> None:
     for word in words:
         for part in word.split("="):
             if part.startswith(("conf/", "examples/", "asr/pretrained/", "recipes/", "bench/")):
-                if (part.startswith("asr/pretrained/english_blstm") and not ENGLISH_INSTALLED):
+                if part.startswith("asr/pretrained/english_blstm") and not ENGLISH_INSTALLED:
                     continue
                 assert (REPO / part).exists(), f"{command}: {part} does not exist"
 
