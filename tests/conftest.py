@@ -29,7 +29,8 @@ from asr.train import train
 from asr.runconfig import DataConfig, RunConfig, TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
-AN4 = Path(os.environ.get("AN4_DIR", REPO.parent / "shared" / "data" / "an4"))
+SHARED = REPO.parent / "shared"  # the prepared corpora (../shared/data, see its README)
+AN4 = Path(os.environ.get("AN4_DIR", SHARED / "data" / "an4"))
 ASR = str(Path(sys.executable).with_name("asr"))
 
 

@@ -11,8 +11,9 @@ from asr.corpus import read_corpus
 from asr.loading import load
 from asr.metrics import error_rates
 
-SPEECHOCEAN = Path(os.environ.get("SPEECHOCEAN_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"
-                                  / "speechocean762"))
+from .conftest import SHARED
+
+SPEECHOCEAN = Path(os.environ.get("SPEECHOCEAN_DIR", SHARED / "data" / "speechocean762"))
 CLIPS = 40  # the first utterance of each of 40 test speakers
 # A regression bound, not the goal: the bundled 5 x 256 model writes 80.87 % WER greedy on these 40 clips
 # (230 words; the 4 x 256 model 78.26 %, the first english model 82.2 %; on the whole test set 70.40 against

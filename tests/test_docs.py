@@ -28,13 +28,14 @@ import pytest
 
 from asr.bundled import BUNDLED
 
+from .conftest import SHARED  # README commands may read the prepared corpora
+
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 DOCS = REPO / "docs"
 TBD = "TBD-english"
 ENGLISH = BUNDLED["english"]
 ENGLISH_INSTALLED = ENGLISH.available  # asr/pretrained/english_blstm/onnx/manifest.json exists
-SHARED = REPO.parent / "shared"  # the prepared corpora (../shared/data); README commands may read them
 SPEECHOCEAN_AUDIO = "../shared/data/speechocean762/WAVE/"
 COMMAND_TIMEOUT = 120  # seconds, each README command that runs
 
