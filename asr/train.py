@@ -22,6 +22,7 @@ import csv
 import math
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -595,8 +596,8 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Pat
 def _check_writable(out_dir: Path) -> None:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".write_test"
-        probe.write_bytes(b"ok")
-        probe.unlink()
+        # a probe of its own per process: ranks of a distributed run check the same folder at once
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".write_test"):
+            pass
     except OSError as err:
         raise ASRError(f"{out_dir}: output directory is not writable ({err.strerror})") from None
