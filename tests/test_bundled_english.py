@@ -15,10 +15,11 @@ from .conftest import SHARED
 
 SPEECHOCEAN = Path(os.environ.get("SPEECHOCEAN_DIR", SHARED / "data" / "speechocean762"))
 CLIPS = 40  # the first utterance of each of 40 test speakers
-# A regression bound, not the goal: the bundled 5 x 256 model writes 80.87 % WER greedy on these 40 clips
-# (230 words; the 4 x 256 model 78.26 %, the first english model 82.2 %; on the whole test set 70.40 against
-# 72.88 %: asr/pretrained/english_blstm/MODEL_CARD.md); the target is 40 % on the whole test set.
-GREEDY_BOUND = 0.84
+# A regression bound, not the goal: the bundled 5 x 256 model (its fifth stage) writes 72.61 % WER greedy on
+# these 40 clips (230 words; the stage before it 80.87 %, the 4 x 256 model 78.26 %, the first english model
+# 82.2 %; on the whole test set 69.44 against 70.40 %: asr/pretrained/english_blstm/MODEL_CARD.md); the target
+# is 40 % on the whole test set.
+GREEDY_BOUND = 0.78
 
 
 @pytest.mark.skipif(not BUNDLED["english"].available, reason="the general-English model is not bundled yet")
